@@ -1,0 +1,129 @@
+"""The min-max game: each player moves the discrepancy its way; the teacher never changes."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import network
+from utils import dfad
+from utils.metrics import evaluate_classifier
+
+
+def players(seed=0):
+    torch.manual_seed(seed)
+    teacher = dfad.freeze(network.lenet.LeNet5())
+    student = network.lenet.LeNet5Half().train()
+    generator = network.gan.GeneratorA(nz=100, nc=1, img_size=32).train()
+    args = SimpleNamespace(lr_S=0.05, lr_G=1e-3, weight_decay=0.0, momentum=0.9)
+    optimizer_S, optimizer_G = dfad.build_optimizers(args, student, generator)
+    return teacher, student, generator, optimizer_S, optimizer_G
+
+
+def discrepancy_on(teacher, student, generator, z):
+    with torch.no_grad():
+        fake = generator(z)
+        return dfad.discrepancy(student(fake), teacher(fake)).item()
+
+
+def params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_student_steps_lower_the_discrepancy_on_a_fixed_batch():
+    teacher, student, generator, optimizer_S, _ = players()
+    z = torch.randn(64, 100, 1, 1)
+    losses = [dfad.student_step(teacher, student, generator, optimizer_S, z).item() for _ in range(10)]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_generator_step_raises_the_discrepancy_on_its_samples():
+    teacher, student, generator, _, optimizer_G = players()
+    generator.eval()  # compare before/after with the same (running) statistics
+    z = torch.randn(64, 100, 1, 1)
+    before = discrepancy_on(teacher, student, generator, z)
+    generator.train()
+    for _ in range(3):
+        dfad.generator_step(teacher, student, generator, optimizer_G, z, dfad.adversarial_loss_l1)
+    generator.eval()
+    assert discrepancy_on(teacher, student, generator, z) > before
+
+
+def test_each_optimizer_only_moves_its_own_player():
+    teacher, student, generator, optimizer_S, optimizer_G = players()
+    z = torch.randn(16, 100, 1, 1)
+    g_before = params(generator)
+    dfad.student_step(teacher, student, generator, optimizer_S, z)
+    assert all(torch.equal(a, b) for a, b in zip(g_before, params(generator)))
+
+    s_before = params(student)
+    optimizer_S.zero_grad(set_to_none=True)
+    dfad.generator_step(teacher, student, generator, optimizer_G, z, dfad.adversarial_loss_l1)
+    assert all(torch.equal(a, b) for a, b in zip(s_before, params(student)))
+    assert all(p.requires_grad for p in student.parameters())  # unfrozen again afterwards
+    assert all(p.grad is None for p in student.parameters())   # no wasted weight gradients
+
+
+def test_segmentation_loss_is_negative_log_of_l1_plus_one():
+    s, t = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 2.0)
+    assert dfad.adversarial_loss_log_l1(s, t).item() == pytest.approx(-torch.log(torch.tensor(3.0)).item())
+    assert dfad.adversarial_loss_l1(s, t).item() == pytest.approx(-2.0)
+
+
+def tiny_experiment(tmp_path, teacher, student, generator):
+    images = torch.randn(20, 1, 32, 32)
+    loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (20,))), batch_size=8)
+    return dfad.Experiment(
+        name="unit", teacher=teacher, student=student, generator=generator, test_loader=loader,
+        evaluate=evaluate_classifier, metric_name="Acc",
+        student_ckpt=str(tmp_path / "s.pt"), generator_ckpt=str(tmp_path / "g.pt"))
+
+
+def game_args(**overrides):
+    args = dict(epochs=2, epoch_itrs=3, batch_size=8, nz=100, lr_S=0.05, lr_G=1e-3,
+                weight_decay=5e-4, momentum=0.9, log_interval=1, scheduler=False, test_only=False,
+                visdom_port=1, no_visdom=True)
+    args.update(overrides)
+    return SimpleNamespace(**args)
+
+
+def test_teacher_is_bit_identical_after_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student, generator, _, _ = players()
+    teacher_before = state(teacher)
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    dfad.run(game_args(), exp, torch.device("cpu"))
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_run_saves_best_players_and_one_csv_row_per_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        exp = tiny_experiment(tmp_path, *players()[:3])
+        best = dfad.run(game_args(), exp, torch.device("cpu"))
+    rows = (tmp_path / "log" / "DFAD-unit.csv").read_text().splitlines()
+    assert len(rows) == 2 and all(len(r.split(",")) == 2 for r in rows)
+    assert max(float(v) for v in rows[-1].split(",")) == pytest.approx(best)
+    saved = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert list(saved) == list(network.lenet.LeNet5Half().state_dict())
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Best Acc={best:.6f}"
+
+
+def test_same_seed_gives_the_same_game(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    results = []
+    for _ in range(2):
+        teacher, student, generator, _, _ = players(seed=3)
+        torch.manual_seed(7)
+        dfad.run(game_args(epochs=1), tiny_experiment(tmp_path, teacher, student, generator),
+                 torch.device("cpu"))
+        results.append(state(student))
+    for k in results[0]:
+        assert torch.equal(results[0][k], results[1][k]), k

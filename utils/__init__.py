@@ -1,0 +1,1 @@
+"""Shared machinery of every script: the DFAD game, evaluation, checkpoints, logging, plots."""

@@ -1,0 +1,103 @@
+"""Command-line flags shared by the scripts, with the reference implementation's names.
+
+Flags the reference spelled with dashes are accepted with dashes and underscores.
+"""
+import argparse
+import sys
+
+import torch
+
+from .misc import UserError, get_device, set_seed
+from .visualizer import DEFAULT_PORT
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {text}")
+    return value
+
+
+def new_parser(description):
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
+                    dataset, datasets, step_size):
+    """Flags every script has (teacher training and DFAD)."""
+    parser.add_argument("--batch_size", type=positive_int, default=batch_size, help="training batch size")
+    parser.add_argument("--test_batch_size", type=positive_int, default=test_batch_size,
+                        help="evaluation batch size")
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help="number of epochs")
+    parser.add_argument("--weight_decay", type=non_negative_float, default=weight_decay,
+                        help="SGD weight decay")
+    parser.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    parser.add_argument("--data_root", default="data", help="folder holding the data sets")
+    parser.add_argument("--dataset", default=dataset, choices=datasets, help="data set")
+    parser.add_argument("--no_cuda", "--no-cuda", action="store_true", help="train on the CPU even if a GPU exists")
+    parser.add_argument("--seed", type=int, default=1, help="seed of python, numpy and torch")
+    parser.add_argument("--log_interval", "--log-interval", type=positive_int, default=10,
+                        help="iterations between two loss updates of the progress bar and plots")
+    parser.add_argument("--test_only", "--test-only", action="store_true",
+                        help="only evaluate the checkpoint and exit")
+    parser.add_argument("--download", action="store_true",
+                        help="kept for the reference's commands: missing data is always downloaded when possible")
+    parser.add_argument("--step_size", type=positive_int, default=step_size,
+                        help="epochs between two x0.1 learning-rate decays (with --scheduler)")
+    parser.add_argument("--scheduler", action="store_true", help="decay the learning rates")
+    parser.add_argument("--num_workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("--visdom_port", type=positive_int, default=DEFAULT_PORT,
+                        help="port of the visdom server on 127.0.0.1")
+    parser.add_argument("--no_visdom", action="store_true", help="do not send plots to visdom")
+    parser.add_argument("--verbose", action="store_true", help="kept for the reference's commands")
+    return parser
+
+
+def dfad_parser(description, *, dataset, datasets, model, models, batch_size, test_batch_size,
+                epochs, lr_S, lr_G, weight_decay, nz, step_size, ckpt_help, epoch_itrs=50):
+    """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
+    parser = new_parser(description)
+    add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
+                    weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size)
+    parser.add_argument("--epoch_itrs", type=positive_int, default=epoch_itrs,
+                        help="outer iterations (5 student steps + 1 generator step) per epoch")
+    parser.add_argument("--lr_S", type=positive_float, default=lr_S, help="student learning rate (SGD)")
+    parser.add_argument("--lr_G", type=positive_float, default=lr_G, help="generator learning rate (Adam)")
+    parser.add_argument("--model", default=model, choices=models, help="student network")
+    parser.add_argument("--nz", type=positive_int, default=nz, help="size of the generator's noise vector")
+    parser.add_argument("--ckpt", default=None, help=f"teacher checkpoint (default: {ckpt_help})")
+    return parser
+
+
+def setup(args):
+    """Print the run's arguments, seed every RNG and pick the device."""
+    print(args, flush=True)
+    set_seed(args.seed)
+    device = get_device(args.no_cuda)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def main_guard(main):
+    """Run ``main``; a :class:`UserError` becomes one clear message and exit status 2."""
+    try:
+        return main()
+    except UserError as e:
+        print(f"Error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

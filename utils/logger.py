@@ -1,0 +1,54 @@
+"""Console lines and the per-run CSV log."""
+import csv
+import io
+import os
+
+from .misc import UserError
+
+
+def format_seconds(seconds):
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_scores(title, scores):
+    return title + ": " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items())
+
+
+def epoch_line(epoch, epochs, loss_S, loss_G, metric_name, score, best, epoch_seconds, elapsed):
+    eta = elapsed / epoch * (epochs - epoch)
+    return (f"Epoch {epoch}/{epochs}  Loss_S={loss_S:.4f}  Loss_G={loss_G:.4f}  "
+            f"{metric_name}={score:.4f} (best {best:.4f})  "
+            f"{epoch_seconds:.1f}s/epoch  elapsed {format_seconds(elapsed)}  ETA {format_seconds(eta)}")
+
+
+def append_csv_row(path, values):
+    """Append one row (a run's per-epoch metric list) to ``path`` atomically.
+
+    The file is rewritten through a temporary file and a rename, so a crash never
+    leaves a half-written row behind.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    old = ""
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            old = f.read()
+        if old and not old.endswith("\n"):
+            old += "\n"
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "w", newline="") as f:
+            f.write(old + buffer.getvalue())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"Cannot write the log {path}: {e.strerror}.") from None
+
+
+def read_csv_rows(path):
+    with open(path, newline="") as f:
+        return [[float(v) for v in row] for row in csv.reader(f) if row]
