@@ -1,0 +1,45 @@
+"""DFAD on MNIST: distil a LeNet-5 teacher into a LeNet-5-half student without data.
+
+The real test set is used only to evaluate the student after every epoch.
+"""
+import torch
+
+import network
+from dataloader import get_dataloader, normalization
+from utils import checkpoint, cli, dfad
+from utils.metrics import evaluate_classifier
+
+
+def get_args_parser():
+    return cli.dfad_parser(
+        "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"],
+        model="lenet5_half", models=["lenet5_half"], batch_size=512, test_batch_size=256,
+        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100,
+        ckpt_help="checkpoint/teacher/<dataset>-lenet5.pt")
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    args.ckpt = args.ckpt or f"checkpoint/teacher/{args.dataset}-lenet5.pt"
+    device = cli.setup(args)
+    _, test_loader = get_dataloader(args)
+    teacher = checkpoint.load_weights(
+        network.lenet.LeNet5(), args.ckpt, "teacher checkpoint",
+        hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
+    mean, std = normalization(args.dataset)
+
+    def step_lr(optimizer_S, optimizer_G):
+        return [torch.optim.lr_scheduler.StepLR(opt, args.step_size, 0.1) for opt in (optimizer_S, optimizer_G)]
+
+    experiment = dfad.Experiment(
+        name=args.dataset, teacher=teacher, student=network.lenet.LeNet5Half(),
+        generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
+        test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
+        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
+        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        make_schedulers=step_lr, mean=mean, std=std)
+    return dfad.run(args, experiment, device)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)
