@@ -1,6 +1,5 @@
 """MNIST (torchvision, files in its real on-disk layout), digits, and the loader factory."""
 import os
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.error import URLError
@@ -14,30 +13,9 @@ import dataloader
 from dataloader import mnist as mnist_module
 from utils.misc import UserError
 
+from datagen import write_mnist
+
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST"
-
-
-def write_idx(path, array):
-    """Write ``array`` in the IDX format of the original MNIST files."""
-    magic = {1: 0x801, 3: 0x803}[array.ndim]
-    with open(path, "wb") as f:
-        f.write(struct.pack(">i", magic))
-        f.write(struct.pack(f">{array.ndim}i", *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
-def make_mnist(root, n_train=30, n_test=12, seed=0):
-    rng = np.random.default_rng(seed)
-    raw = Path(root) / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    data = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28))
-        labels = np.arange(n) % 10
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-        data[prefix] = (images, labels)
-    return data
 
 
 @pytest.fixture
@@ -49,7 +27,7 @@ def no_download(monkeypatch):
 
 
 def test_mnist_reads_idx_files_without_network(tmp_path, no_download):
-    written = make_mnist(tmp_path)
+    written = write_mnist(tmp_path)
     train, test = mnist_module.mnist(str(tmp_path), download=True)
     assert (len(train), len(test)) == (30, 12)
     image, label = test[3]

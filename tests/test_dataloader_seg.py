@@ -12,58 +12,16 @@ from dataloader.camvid import CamVid, camvid
 from dataloader.nyu import NYUv2, nyuv2
 from utils.misc import UserError
 
-H, W = 40, 60
-
-
-def colour_of(label):
-    """An RGB image encoding the label: red 20*l, green 2*l**2. A blend of different
-    labels (from bilinear resizing) breaks the green = 2*(red/20)**2 relation."""
-    label = np.asarray(label, dtype=np.int64)
-    return np.stack([label * 20, 2 * label ** 2, np.full_like(label, 200)], -1).astype(np.uint8)
-
-
-def random_label(rng, values):
-    # Blocks of 4x4 pixels, so nearest resizing keeps each colour next to its label.
-    small = rng.choice(values, size=(H // 4, W // 4)).astype(np.uint8)
-    return np.kron(small, np.ones((4, 4), dtype=np.uint8))
-
-
-def save(array, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(array).save(path)
-
+from datagen import H, W, N_IMAGES, TEST_IDX, TRAIN_IDX, colour_of, random_label, save, write_camvid, write_nyu  # noqa: F401
 
 @pytest.fixture
 def camvid_root(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("val", 2), ("test", 3)):
-        for i in range(n):
-            label = random_label(rng, np.arange(12))  # 0-10 classes, 11 void
-            save(colour_of(label), str(tmp_path / split / f"0001TP_{i:06d}.png"))
-            save(label, str(tmp_path / f"{split}annot" / f"0001TP_{i:06d}.png"))
-    return tmp_path
-
-
-N_IMAGES, TRAIN_IDX, TEST_IDX = 10, [1, 3, 4, 6, 7, 10], [2, 5, 8]
+    return write_camvid(tmp_path)
 
 
 @pytest.fixture
 def nyu_root(tmp_path):
-    """Image ``k`` has label values 1 + k % 13 (plus void stripes), so the pairing of
-    image file to label file can be checked."""
-    meta = tmp_path / "nyuv2-meta-data"
-    meta.mkdir()
-    scipy.io.savemat(str(meta / "splits.mat"),
-                     {"trainNdxs": np.array(TRAIN_IDX)[:, None],
-                      "testNdxs": np.array(TEST_IDX)[:, None]})
-    for idx in range(1, N_IMAGES + 1):
-        label = np.full((H, W), 1 + (idx - 1) % 13, dtype=np.uint8)
-        label[:, :8] = 0  # void
-        image = colour_of(label)
-        save(image, str(tmp_path / "480_640" / "IMAGE" / f"{idx - 1}.png"))
-        split = "train" if idx in TRAIN_IDX else "test"
-        save(label, str(meta / f"{split}_labels_13" / f"new_nyu_class13_{idx:04d}.png"))
-    return tmp_path
+    return write_nyu(tmp_path)
 
 
 def recover_label(image):

@@ -1,5 +1,4 @@
 """data/split_caltech101.py on a generated Caltech101-like tree."""
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -8,16 +7,11 @@ import sys
 import pytest
 from PIL import Image
 
+from datagen import load_split_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "data", "split_caltech101.py")
 SIZES = {"BACKGROUND_Google": 9, "accordion": 12, "ant": 7, "yin_yang": 23}
-
-
-def load_split_module():
-    spec = importlib.util.spec_from_file_location("split_caltech101", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 split_caltech101 = load_split_module()
