@@ -2,8 +2,6 @@
 
 The real test set is used only to evaluate the student after every epoch.
 """
-import torch
-
 import network
 from dataloader import get_dataloader, normalization
 from utils import checkpoint, cli, dfad
@@ -27,17 +25,13 @@ def main(argv=None):
         network.lenet.LeNet5(), args.ckpt, "teacher checkpoint",
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
     mean, std = normalization(args.dataset)
-
-    def step_lr(optimizer_S, optimizer_G):
-        return [torch.optim.lr_scheduler.StepLR(opt, args.step_size, 0.1) for opt in (optimizer_S, optimizer_G)]
-
     experiment = dfad.Experiment(
         name=args.dataset, teacher=teacher, student=network.lenet.LeNet5Half(),
         generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
         test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
         student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
         generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
-        make_schedulers=step_lr, mean=mean, std=std)
+        make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 
 

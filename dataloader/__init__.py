@@ -6,7 +6,8 @@ mean and std its images are normalised with (to show them de-normalised).
 from collections import namedtuple
 
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
 
 from . import caltech as _caltech
 from . import camvid as _camvid
@@ -46,8 +47,16 @@ def get_dataloader(args):
     workers = 0 if info.in_memory else getattr(args, "num_workers", 2)
     use_cuda = torch.cuda.is_available() and not getattr(args, "no_cuda", False)
     common = dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
-    shuffle_rng = torch.Generator().manual_seed(getattr(args, "seed", 1))
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              generator=shuffle_rng, **common)
-    test_loader = DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False, **common)
+    seed = getattr(args, "seed", 1)
+    if dist.is_initialized():  # torchrun: each process reads its own share of every epoch
+        sampler = DistributedSampler(train_set, shuffle=True, seed=seed)
+        train_loader = DataLoader(train_set, batch_size=args.batch_size // dist.get_world_size(),
+                                  sampler=sampler, **common)
+    else:  # a generator of its own makes the shuffle order resumable
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                  generator=torch.Generator().manual_seed(seed), **common)
+    # A generator of its own: iterating a loader draws a seed from the global RNG otherwise,
+    # and every evaluation would shift the noise the game draws next.
+    test_loader = DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False,
+                             generator=torch.Generator().manual_seed(seed), **common)
     return train_loader, test_loader

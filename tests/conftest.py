@@ -52,13 +52,19 @@ def start_visdom_server(port, env_path):
 
 
 @pytest.fixture
-def visdom_server(tmp_path):
-    """Yields the port of a fresh visdom server; the server is stopped afterwards."""
+def visdom_server_proc(tmp_path):
+    """Yields (port, process) of a fresh visdom server; the server is stopped afterwards."""
     port = free_port()
     proc = start_visdom_server(port, tmp_path / "visdom_env")
-    yield port
+    yield port, proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def visdom_server(visdom_server_proc):
+    """Yields the port of a fresh visdom server."""
+    return visdom_server_proc[0]
 
 
 @pytest.fixture

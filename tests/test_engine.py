@@ -1,5 +1,4 @@
 """The min-max game: each player moves the discrepancy its way; the teacher never changes."""
-import copy
 from types import SimpleNamespace
 
 import pytest

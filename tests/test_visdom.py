@@ -1,7 +1,6 @@
 """Plots reach a real visdom server; a missing server costs one warning, not the run."""
 import json
 
-import pytest
 import visdom
 
 import DFAD_mnist

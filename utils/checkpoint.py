@@ -1,9 +1,11 @@
 """Saving and loading weights: atomic writes, safe loads, readable errors."""
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 
+import numpy as np
 import torch
 
 from .misc import UserError
@@ -77,14 +79,86 @@ def describe_mismatch(model, state_dict):
     return "; ".join(lines)
 
 
-def load_weights(model, path, what="checkpoint", hint=""):
-    """Load ``path`` into ``model`` with strict key matching; explain any mismatch."""
+def num_classes(state_dict):
+    """Output size of the last weight matrix or conv kernel (the classifier), if any."""
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and getattr(v, "ndim", 0) >= 2]
+    return int(weights[-1].shape[0]) if weights else None
+
+
+def load_weights(model, path, what="checkpoint", hint="", context=""):
+    """Load ``path`` into ``model`` with strict key matching; explain any mismatch.
+
+    ``context`` names what fixed the model's class count (e.g. "--dataset cifar10").
+    """
     state_dict = extract_state_dict(safe_load(path, what, hint))
     if not isinstance(state_dict, dict):
         raise UserError(f"The {what} '{path}' does not contain a state_dict.")
+    have, need = num_classes(state_dict), num_classes(model.state_dict())
+    if set(state_dict) == set(model.state_dict()) and have != need:
+        raise UserError(f"The {what} '{path}' has {have} classes, {context or 'the model'} "
+                        f"needs {need}. Pass the checkpoint trained on that data set.")
     mismatch = describe_mismatch(model, state_dict)
     if mismatch:
         raise UserError(f"The {what} '{path}' does not fit {type(model).__name__}: {mismatch}. "
                         f"Check --model/--dataset, or that the file is the right one.")
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+# ---- resumable training state -------------------------------------------------------
+
+def rng_state():
+    """The states of every random number generator a run draws from, in loadable form."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(_as_tuples(state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    """Python's random state is nested tuples; a round trip through torch.load may give lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def check_resumable(saved_args, args, keys):
+    """Refuse to resume a run under other arguments that change what is being trained."""
+    differences = [f"--{k} {saved_args.get(k)} (saved) vs {getattr(args, k, None)} (now)"
+                   for k in keys if saved_args.get(k) != getattr(args, k, None)]
+    if differences:
+        raise UserError("Cannot resume: the saved run used other arguments: " + "; ".join(differences)
+                        + ". Resume with the original arguments, or start a new run without --resume.")
+
+
+def load_last(path, args, keys):
+    """Load a ``last`` checkpoint written by :func:`atomic_save` for ``--resume``."""
+    state = safe_load(path, "checkpoint to resume from",
+                      hint="It is written after every epoch; run without --resume to start afresh.")
+    if not isinstance(state, dict) or "args" not in state:
+        raise UserError(f"{path} is not a checkpoint to resume from (it holds no run state).")
+    check_resumable(state["args"], args, keys)
+    return state
+
+
+def ensure_writable(*folders):
+    """Fail before any training if an output folder cannot be written."""
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            raise UserError(f"Cannot write to the output folder {folder}: {e.strerror}. Run from a "
+                            f"folder you can write to, or fix its permissions.") from None

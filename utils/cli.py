@@ -7,7 +7,9 @@ import sys
 
 import torch
 
-from .misc import UserError, get_device, set_seed
+from .interrupt import Interrupted
+from . import distributed
+from .misc import UserError, set_seed
 from .visualizer import DEFAULT_PORT
 
 
@@ -32,9 +34,15 @@ def non_negative_float(text):
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every flag's default, except ``None`` (whose help says what it means)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def new_parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
 
 
 def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
@@ -65,6 +73,15 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="port of the visdom server on 127.0.0.1")
     parser.add_argument("--no_visdom", action="store_true", help="do not send plots to visdom")
     parser.add_argument("--verbose", action="store_true", help="kept for the reference's commands")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run from its '-last.pt' checkpoint")
+    speed = parser.add_argument_group("speed (same method, faster arithmetic)")
+    speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
+                       help="mixed precision (GPUs; on CPUs without AMX bf16 is slower)")
+    speed.add_argument("--channels_last", action="store_true", help="NHWC memory format for the networks")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    speed.add_argument("--deterministic", action="store_true",
+                       help="deterministic kernels on GPU (no cuDNN benchmark mode)")
     return parser
 
 
@@ -85,19 +102,31 @@ def dfad_parser(description, *, dataset, datasets, model, models, batch_size, te
 
 
 def setup(args):
-    """Print the run's arguments, seed every RNG and pick the device."""
-    print(args, flush=True)
+    """Join the process group (under torchrun), print the run's arguments, seed every
+    RNG and pick the device."""
+    device = distributed.init(args.no_cuda)  # joins the process group under torchrun
+    distributed.local_batch_size(args.batch_size)  # fail now if the batch cannot be split
+    if distributed.is_main():
+        print(args, flush=True)
     set_seed(args.seed)
-    device = get_device(args.no_cuda)
+    deterministic = getattr(args, "deterministic", False)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return device
 
 
 def main_guard(main):
-    """Run ``main``; a :class:`UserError` becomes one clear message and exit status 2."""
+    """Run ``main``; a :class:`UserError` becomes one clear message and exit status 2,
+    a clean stop on SIGINT/SIGTERM exits with 128 + the signal number."""
     try:
         return main()
     except UserError as e:
         print(f"Error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    finally:
+        distributed.cleanup()

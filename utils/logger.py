@@ -17,8 +17,9 @@ def format_scores(title, scores):
     return title + ": " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items())
 
 
-def epoch_line(epoch, epochs, loss_S, loss_G, metric_name, score, best, epoch_seconds, elapsed):
-    eta = elapsed / epoch * (epochs - epoch)
+def epoch_line(epoch, epochs, loss_S, loss_G, metric_name, score, best, epoch_seconds, elapsed,
+               epochs_timed=None):
+    eta = elapsed / (epochs_timed or epoch) * (epochs - epoch)
     return (f"Epoch {epoch}/{epochs}  Loss_S={loss_S:.4f}  Loss_G={loss_G:.4f}  "
             f"{metric_name}={score:.4f} (best {best:.4f})  "
             f"{epoch_seconds:.1f}s/epoch  elapsed {format_seconds(elapsed)}  ETA {format_seconds(eta)}")

@@ -12,10 +12,6 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-def get_device(no_cuda=False):
-    return torch.device("cuda" if torch.cuda.is_available() and not no_cuda else "cpu")
-
-
 def denormalize(images, mean, std):
     """Undo ``transforms.Normalize`` so images can be shown in [0, 1]."""
     mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)

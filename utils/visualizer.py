@@ -120,8 +120,10 @@ class VisdomPlotter:
         if kind == "line":
             x, y = message[2], message[3]
             update = "append" if win in self._started_windows else None
-            client.line(X=[x], Y=[y], win=win, update=update,
-                        opts=dict(title=win, xlabel="iteration" if win.startswith("Loss") else "epoch"))
+            opts = dict(title=win, xlabel="iteration" if win.startswith("Loss") else "epoch")
+            if win.startswith("lr"):  # learning rates span decades: a linear axis shows a flat 0
+                opts["ytype"] = "log"
+            client.line(X=[x], Y=[y], win=win, update=update, opts=opts)
         elif kind == "image":
             grid = message[2]
             height, width = grid.shape[1:]

@@ -1,0 +1,43 @@
+"""Mixed precision as one object: an autocast context and a (scaled) optimizer step.
+
+``--amp bf16`` / ``--amp fp16`` are for GPUs; on the CPU bf16 autocast runs but is
+slower than fp32 on CPUs without AMX, and fp16 gradient scaling is a no-op there.
+Without ``--amp`` every method is a plain fp32 no-op wrapper.
+"""
+from contextlib import nullcontext
+
+import torch
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    def __init__(self, amp=None, device="cpu"):
+        self.device_type = torch.device(device).type
+        self.dtype = DTYPES[amp] if amp else None
+        self.use_scaler = amp == "fp16"  # fp16 gradients underflow without loss scaling
+        self.scalers = {}
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def _scaler(self, name):
+        if name not in self.scalers:
+            self.scalers[name] = torch.amp.GradScaler(self.device_type, enabled=self.use_scaler)
+        return self.scalers[name]
+
+    def step(self, loss, optimizer, name):
+        """backward + optimizer step, with a GradScaler of its own per optimizer ``name``."""
+        scaler = self._scaler(name)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def state_dict(self):
+        return {name: scaler.state_dict() for name, scaler in self.scalers.items()}
+
+    def load_state_dict(self, state):
+        for name, scaler_state in state.items():
+            self._scaler(name).load_state_dict(scaler_state)

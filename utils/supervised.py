@@ -1,0 +1,121 @@
+"""Supervised training of a teacher on real data, shared by train_teacher*.py.
+
+SGD with momentum, an optional StepLR, the best model saved as a bare state_dict (the
+format of the published teachers), a ``last`` checkpoint after every epoch for
+``--resume``, a clean stop on SIGINT/SIGTERM, and data-parallel runs under torchrun.
+"""
+import os
+import time
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint, distributed, logger
+from .interrupt import GracefulStop, Interrupted
+from .precision import Precision
+from .visualizer import VisdomPlotter
+
+RESUME_KEYS = ("dataset", "model", "num_classes")
+
+
+def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
+    model.train()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False,
+               disable=None if distributed.is_main() else True)
+    loss = torch.tensor(float("nan"))
+    for i, (images, targets) in enumerate(bar):
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            loss = loss_fn(model(images), targets)
+        precision.step(loss, optimizer, "model")
+        if i % args.log_interval == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
+        if not distributed.all_true(not stop.requested):
+            break
+    return loss.item()
+
+
+def save_last(path, args, model, optimizer, scheduler, precision, epoch, best, loader):
+    rng = distributed.all_gather_object(checkpoint.rng_state())
+    if distributed.is_main():
+        shuffle = loader.generator.get_state() if loader.generator is not None else None
+        checkpoint.atomic_save({
+            "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler else None, "scalers": precision.state_dict(),
+            "epoch": epoch, "best": best, "rng": rng, "shuffle": shuffle,
+            "world_size": distributed.world_size()}, path)
+
+
+def restore_last(path, args, model, optimizer, scheduler, precision, loader):
+    state = checkpoint.load_last(path, args, RESUME_KEYS)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler and state["scheduler"]:
+        scheduler.load_state_dict(state["scheduler"])
+    precision.load_state_dict(state["scalers"])
+    if state["shuffle"] is not None and loader.generator is not None:
+        loader.generator.set_state(state["shuffle"])
+    ranks = len(state["rng"])
+    checkpoint.set_rng_state(state["rng"][distributed.rank() % ranks])
+    if distributed.is_main():
+        print(f"Resumed from {path}: {state['epoch']} epochs done, best {state['best']:.4f}", flush=True)
+    return state["epoch"], state["best"]
+
+
+def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, metric_name, save_path):
+    """Train ``model`` for ``args.epochs`` epochs; returns the best test metric.
+
+    ``evaluate(model, loader, device)`` returns a dict holding ``metric_name``.
+    """
+    main_process = distributed.is_main()
+    last_path = save_path[:-len(".pt")] + "-last.pt"
+    if main_process:
+        checkpoint.ensure_writable(os.path.dirname(save_path) or ".")
+    plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,
+                            enabled=main_process and not args.no_visdom)
+    plotter.table("Arguments", vars(args))
+    model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, args.step_size, getattr(args, "gamma", 0.1))
+                 if args.scheduler else None)
+    precision = Precision(args.amp, device)
+    done, best = 0, float("-inf")
+    if args.resume:
+        done, best = restore_last(last_path, args, model, optimizer, scheduler, precision, train_loader)
+    trained = distributed.wrap(torch.compile(model) if args.compile else model, device)
+
+    started = time.time()
+    with GracefulStop() as stop:
+        for epoch in range(done + 1, args.epochs + 1):
+            if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: a new shuffle per epoch
+                train_loader.sampler.set_epoch(epoch)
+            loss = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
+                               plotter, stop)
+            if stop.requested:
+                # The interrupted epoch is redone on resume, from the weights reached so far.
+                save_last(last_path, args, model, optimizer, scheduler, precision, epoch - 1, best, train_loader)
+                plotter.close()
+                raise Interrupted(stop.signum or 15, f"Stopped during epoch {epoch}; saved {last_path}. "
+                                                     f"Resume with the same command plus --resume.")
+            if scheduler:
+                scheduler.step()
+            if main_process:
+                scores = evaluate(model, test_loader, device)
+                score = scores[metric_name]
+                if score > best:
+                    best = score
+                    checkpoint.save_state_dict(model, save_path)
+                plotter.scalar(metric_name, epoch, score)
+            save_last(last_path, args, model, optimizer, scheduler, precision, epoch, best, train_loader)
+            if main_process:
+                elapsed = time.time() - started
+                print(f"Epoch {epoch}/{args.epochs}  loss={loss:.4f}  {logger.format_scores('test', scores)}  "
+                      f"(best {metric_name} {best:.4f})  elapsed {logger.format_seconds(elapsed)}  ETA "
+                      f"{logger.format_seconds(elapsed / (epoch - done) * (args.epochs - epoch))}", flush=True)
+    plotter.close()
+    if main_process:
+        print(f"Best {metric_name}={best:.6f}")
+    return best
