@@ -1,0 +1,47 @@
+"""DFAD on Caltech101: distil a ResNet-34 teacher into a ResNet-18 student without data (128 px).
+
+    python DFAD_caltech101.py --lr_S 0.05 --lr_G 1e-3 --scheduler --batch_size 64 \\
+        --ckpt checkpoint/teacher/caltech101-resnet34.pt
+"""
+import torchvision
+
+import network
+from dataloader import get_dataloader, normalization
+from utils import checkpoint, cli, dfad
+from utils.metrics import evaluate_classifier
+
+NUM_CLASSES = 101
+
+
+def get_args_parser():
+    return cli.dfad_parser(
+        "DFAD Caltech101", dataset="caltech101", datasets=["caltech101"],
+        model="resnet18", models=["resnet18"], batch_size=64, test_batch_size=32,
+        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100,
+        ckpt_help="checkpoint/teacher/caltech101-resnet34.pt")
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    args.ckpt = args.ckpt or "checkpoint/teacher/caltech101-resnet34.pt"
+    device = cli.setup(args)
+    _, test_loader = get_dataloader(args)
+    teacher = checkpoint.load_weights(
+        torchvision.models.resnet34(num_classes=NUM_CLASSES), args.ckpt, "teacher checkpoint",
+        hint="Train it first: python train_teacher.py --dataset caltech101 --batch_size 128 "
+             "--num_classes 101 --step_size 50 --epochs 150 --model resnet34 --scheduler",
+        context="--dataset caltech101")
+    mean, std = normalization(args.dataset)
+    experiment = dfad.Experiment(
+        name=args.dataset, teacher=teacher,
+        student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
+        generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
+        test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
+        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
+        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
+    return dfad.run(args, experiment, device)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)

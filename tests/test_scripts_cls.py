@@ -1,0 +1,110 @@
+"""CIFAR and Caltech101 teachers and DFAD scripts end to end on tiny generated data."""
+import csv
+
+import pytest
+import torch
+import torchvision
+from torchvision import datasets
+
+import DFAD_caltech101
+import DFAD_cifar
+import network
+import train_teacher
+from datagen import accept_generated_cifar, load_split_module, write_caltech, write_cifar
+from utils.misc import UserError
+
+TINY = ["--epochs", "1", "--batch_size", "4", "--test_batch_size", "8", "--no_visdom", "--num_workers", "0"]
+TINY_DFAD = TINY + ["--epoch_itrs", "2"]
+
+
+@pytest.fixture
+def cifar_root(in_tmp_dir, monkeypatch):
+    for cls in (datasets.CIFAR10, datasets.CIFAR100):
+        _, checksums = write_cifar(in_tmp_dir / "data", cls, n_train=8, n_test=8)
+        accept_generated_cifar(monkeypatch, cls, checksums)
+    return in_tmp_dir
+
+
+def csv_rows(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+@pytest.mark.parametrize("dataset,num_classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_teacher_then_dfad(cifar_root, dataset, num_classes, capsys):
+    # the reference README's commands, at tiny sizes
+    train_teacher.main(["--dataset", dataset, "--model", "resnet34_8x", "--step_size", "80",
+                        "--scheduler", *TINY])
+    teacher_path = cifar_root / "checkpoint" / "teacher" / f"{dataset}-resnet34_8x.pt"
+    network.resnet_8x.ResNet34_8x(num_classes).load_state_dict(torch.load(teacher_path, weights_only=True))
+
+    best = DFAD_cifar.main(["--dataset", dataset, "--ckpt", str(teacher_path), "--scheduler", *TINY_DFAD])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Best Acc={best:.6f}"
+    student = torch.load(cifar_root / "checkpoint" / "student" / f"{dataset}-resnet18_8x.pt", weights_only=True)
+    network.resnet_8x.ResNet18_8x(num_classes).load_state_dict(student, strict=True)
+    generator = torch.load(cifar_root / "checkpoint" / "student" / f"{dataset}-resnet18_8x-generator.pt",
+                           weights_only=True)
+    network.gan.GeneratorA(nz=256, nc=3, img_size=32).load_state_dict(generator, strict=True)
+    assert len(csv_rows(cifar_root / "log" / f"DFAD-{dataset}.csv")) == 1
+
+
+def test_cifar_teacher_in_reference_layout_loads(cifar_root):
+    """A published teacher is a bare state_dict in the reference layout."""
+    path = cifar_root / "checkpoint" / "teacher" / "cifar10-resnet34_8x.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
+    DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(path), *TINY_DFAD])
+
+
+def test_wrong_class_count_is_named(cifar_root):
+    path = cifar_root / "c100.pt"
+    torch.save(network.resnet_8x.ResNet34_8x(100).state_dict(), path)
+    with pytest.raises(UserError, match="has 100 classes, --dataset cifar10 needs 10"):
+        DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(path), *TINY_DFAD])
+
+
+def test_cifar_defaults_are_the_reference_ones():
+    args = DFAD_cifar.get_args_parser().parse_args([])
+    assert (args.batch_size, args.test_batch_size, args.epochs, args.epoch_itrs) == (256, 128, 500, 50)
+    assert (args.lr_S, args.lr_G, args.weight_decay, args.nz) == (0.1, 1e-3, 5e-4, 256)
+
+
+@pytest.fixture
+def caltech_root(in_tmp_dir):
+    write_caltech(in_tmp_dir / "data")
+    load_split_module().split(in_tmp_dir / "data" / "caltech101")
+    return in_tmp_dir
+
+
+def test_caltech_teacher_then_dfad(caltech_root, capsys):
+    train_teacher.main(["--dataset", "caltech101", "--num_classes", "101", "--step_size", "50",
+                        "--model", "resnet34", *TINY])
+    teacher_path = caltech_root / "checkpoint" / "teacher" / "caltech101-resnet34.pt"
+    torchvision.models.resnet34(num_classes=101).load_state_dict(torch.load(teacher_path, weights_only=True))
+
+    best = DFAD_caltech101.main(["--lr_S", "0.05", "--lr_G", "1e-3", "--scheduler", "--ckpt",
+                                 str(teacher_path), *TINY_DFAD])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Best Acc={best:.6f}"
+    student = torch.load(caltech_root / "checkpoint" / "student" / "caltech101-resnet18.pt", weights_only=True)
+    torchvision.models.resnet18(num_classes=101).load_state_dict(student, strict=True)
+    assert (caltech_root / "checkpoint" / "student" / "caltech101-resnet18-generator.pt").exists()
+    assert len(csv_rows(caltech_root / "log" / "DFAD-caltech101.csv")) == 1
+
+
+def test_caltech_without_split_says_to_run_the_split_script(in_tmp_dir):
+    write_caltech(in_tmp_dir / "data")
+    with pytest.raises(UserError, match="split_caltech101.py"):
+        train_teacher.main(["--dataset", "caltech101", "--model", "resnet34", *TINY])
+
+
+def test_teacher_model_must_fit_dataset(in_tmp_dir):
+    with pytest.raises(UserError, match="--model lenet5 is for mnist, digits"):
+        train_teacher.main(["--dataset", "cifar10", "--model", "lenet5", *TINY])
+
+
+def test_pretrained_offline_fails_clearly(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("offline (test)")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError, match="drop --pretrained"):
+        train_teacher.torchvision_resnet34(101, pretrained=True)
