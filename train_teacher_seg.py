@@ -1,0 +1,78 @@
+"""Train a segmentation teacher (DeepLabV3-ResNet50) on CamVid or NYUv2.
+
+    python train_teacher_seg.py --model deeplabv3_resnet50 --dataset camvid \\
+        --data_root ./data/CamVid --scheduler --lr 0.1 --num_classes 11
+
+Saves the best model (test mIoU) to ``checkpoint/teacher/<dataset>-<model>.pt`` as a
+bare state_dict, the format of the published teachers, and ends with ``Best mIoU=<float>``.
+"""
+from dataloader import get_dataloader
+from network.segmentation import deeplabv3_resnet50
+from utils import checkpoint, cli, logger, supervised
+from utils.loss import FocalLoss
+from utils.misc import UserError
+from utils.segmentation import segmentation_evaluator
+
+NUM_CLASSES = {"camvid": 11, "nyuv2": 13}
+DEFAULT_LR = {"camvid": 0.1, "nyuv2": 0.05}
+DATA_ROOTS = {"camvid": "data/CamVid", "nyuv2": "data/NYUv2"}
+
+
+def get_args_parser():
+    parser = cli.new_parser("Train a DFAD segmentation teacher")
+    cli.add_common_args(parser, batch_size=16, test_batch_size=16, epochs=200, weight_decay=5e-4,
+                        dataset="camvid", datasets=sorted(NUM_CLASSES), step_size=100)
+    parser.set_defaults(data_root=None)
+    parser.add_argument("--lr", type=cli.positive_float, default=None,
+                        help="SGD learning rate (default: 0.1 for camvid, 0.05 for nyuv2)")
+    parser.add_argument("--gamma", type=cli.positive_float, default=0.1,
+                        help="learning-rate decay factor every --step_size epochs (with --scheduler)")
+    parser.add_argument("--model", default="deeplabv3_resnet50", choices=["deeplabv3_resnet50"],
+                        help="teacher network")
+    parser.add_argument("--no_pretrained_backbone", action="store_true",
+                        help="start the backbone from random weights instead of ImageNet ones "
+                             "(which are downloaded)")
+    parser.add_argument("--num_classes", type=cli.positive_int, default=None,
+                        help="number of classes (default: the data set's)")
+    parser.add_argument("--ckpt", default=None,
+                        help="weights to start from; with --test_only, the weights to evaluate "
+                             "(default: checkpoint/teacher/<dataset>-<model>.pt)")
+    return parser
+
+
+def check_args(args):
+    expected = NUM_CLASSES[args.dataset]
+    if args.num_classes is not None and args.num_classes != expected:
+        raise UserError(f"--num_classes {args.num_classes} does not match --dataset {args.dataset}, "
+                        f"which has {expected} classes.")
+    args.num_classes = expected
+    args.lr = args.lr or DEFAULT_LR[args.dataset]
+    args.data_root = args.data_root or DATA_ROOTS[args.dataset]
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    check_args(args)
+    device = cli.setup(args)
+    save_path = f"checkpoint/teacher/{args.dataset}-{args.model}.pt"
+    train_loader, test_loader = get_dataloader(args)
+    start_from = args.ckpt or (save_path if args.test_only else None)
+    # ImageNet weights would be overwritten by the checkpoint at once: skip their download.
+    model = deeplabv3_resnet50(args.num_classes, dropout_p=0.5,
+                               pretrained_backbone=not (args.no_pretrained_backbone or start_from))
+    if start_from:
+        checkpoint.load_weights(model, start_from, "teacher checkpoint",
+                                hint="Train one with this script (without --test_only).",
+                                context=f"--dataset {args.dataset}")
+    evaluate = segmentation_evaluator(args.num_classes)
+    if args.test_only:
+        scores = evaluate(model.to(device), test_loader, device)
+        print(logger.format_scores("Teacher", scores))
+        return scores["mIoU"]
+    return supervised.fit(args, model, train_loader, test_loader, device,
+                          loss_fn=FocalLoss(gamma=2, ignore_index=255), evaluate=evaluate,
+                          metric_name="mIoU", save_path=save_path)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)
