@@ -1,34 +1,71 @@
-"""Summarise DFAD runs: one CSV row per run (per-epoch test metric) -> mean, std, best.
+"""Summarise DFAD runs from their logs.
 
-    python get_results.py --log log/DFAD-mnist.csv
+    python get_results.py --log log/DFAD-mnist.csv   # one log: best of each run, mean, std, best
+    python get_results.py                            # every log/DFAD-*.csv: a paper-style table
+
+A CSV row is one run's test metric after every epoch (the reference's format); the
+JSON file beside it adds each run's teacher score.
 """
 import argparse
+import glob
+import os
 import sys
 
 import numpy as np
 
-from utils.logger import read_csv_rows
+from utils.logger import read_csv_rows, read_run_records
+
+# Paper, Tables 2 and 3: teacher, DFAD student (mean +- std where reported)
+PAPER = {"mnist": (0.989, 0.983, 0.002), "cifar10": (0.955, 0.933, 0.000),
+         "cifar100": (0.775, 0.677, 0.003), "caltech101": (0.766, 0.735, 0.008),
+         "camvid": (0.594, 0.535, None), "nyuv2": (0.517, 0.364, None)}
 
 
 def summarize(rows):
-    best_per_run = np.array([max(row) for row in rows])
-    last_per_run = np.array([row[-1] for row in rows])
-    return {"runs": len(rows), "mean": best_per_run.mean(), "std": best_per_run.std(),
-            "best": best_per_run.max(), "last_mean": last_per_run.mean(),
-            "best_per_run": best_per_run.tolist()}
+    best = np.array([max(row) for row in rows])
+    last = np.array([row[-1] for row in rows])
+    return {"runs": len(rows), "mean": best.mean(), "std": best.std(), "best": best.max(),
+            "last_mean": last.mean(), "best_per_run": best.tolist()}
+
+
+def load(path):
+    try:
+        rows = read_csv_rows(path)
+    except (OSError, ValueError) as e:
+        sys.exit(f"Error: cannot read {path}: {e}")
+    if not rows:
+        sys.exit(f"Error: {path} holds no runs yet.")
+    return rows
+
+
+def table(paths):
+    lines = ["| dataset | teacher | student best (mean +- std) | student last | runs | paper teacher | paper student |",
+             "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        dataset = os.path.basename(path)[len("DFAD-"):-len(".csv")]
+        s = summarize(load(path))
+        records = read_run_records(path[:-len(".csv")] + ".json")
+        teacher = f"{np.mean([r['teacher'] for r in records]):.4f}" if records else "-"
+        paper = PAPER.get(dataset)
+        paper_teacher = f"{paper[0]:.3f}" if paper else "-"
+        paper_student = (f"{paper[1]:.3f}" + (f" +- {paper[2]:.3f}" if paper[2] is not None else "")) if paper else "-"
+        lines.append(f"| {dataset} | {teacher} | {s['mean']:.4f} +- {s['std']:.4f} | {s['last_mean']:.4f} | "
+                     f"{s['runs']} | {paper_teacher} | {paper_student} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log", required=True, help="a log/DFAD-<dataset>.csv file")
+    parser.add_argument("--log", default=None, help="one log/DFAD-<dataset>.csv (default: a table of all)")
+    parser.add_argument("--log_dir", default="log", help="where the logs are, for the table")
     args = parser.parse_args(argv)
-    try:
-        rows = read_csv_rows(args.log)
-    except (OSError, ValueError) as e:
-        sys.exit(f"Error: cannot read {args.log}: {e}")
-    if not rows:
-        sys.exit(f"Error: {args.log} holds no runs yet.")
-    s = summarize(rows)
+    if args.log is None:
+        paths = sorted(glob.glob(os.path.join(args.log_dir, "DFAD-*.csv")))
+        if not paths:
+            sys.exit(f"Error: no DFAD logs in {args.log_dir}/ yet; run a DFAD script first.")
+        print(table(paths))
+        return None
+    s = summarize(load(args.log))
     print("best of each run:", " ".join(f"{v:.4f}" for v in s["best_per_run"]))
     print(f"Mean={s['mean']:.4f}, Std={s['std']:.4f}, Best={s['best']:.4f} "
           f"(runs={s['runs']}, mean of last epochs={s['last_mean']:.4f})")

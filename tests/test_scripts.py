@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import DFAD_mnist
+import get_results
 import network
 import train_teacher
 from conftest import run_script
@@ -97,3 +98,19 @@ def test_teacher_num_classes_must_match_dataset(tmp_path):
     result = run_script("train_teacher.py", "--dataset", "digits", "--num_classes", "100",
                         "--no_visdom", cwd=tmp_path)
     assert result.returncode == 2 and "has 10 classes" in result.stderr
+
+
+def test_results_on_disk_without_a_server(digits_teacher, capsys):
+    """PNG grids per epoch, the CSV row and a paper-style table, with no visdom at all."""
+    for _ in range(2):
+        DFAD_mnist.main(TINY_DFAD + ["--epochs", "2"])
+    results = digits_teacher.parents[2] / "results" / "DFAD-digits"
+    assert {p.name for p in results.iterdir()} == {"generated_epoch001.png", "generated_epoch002.png",
+                                                  "test_inputs.png"}
+    capsys.readouterr()
+    summary = get_results.main(["--log", "log/DFAD-digits.csv"])
+    assert summary["runs"] == 2 and "Mean=" in capsys.readouterr().out
+    get_results.main([])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| dataset | teacher |") and table[2].startswith("| digits | 0.")
+    assert table[2].endswith("| 2 | - | - |")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed, logger
 from .interrupt import GracefulStop, Interrupted
-from .misc import UserError
+from .misc import UserError, denormalize
 from .precision import Precision
 from .visualizer import VisdomPlotter
 
@@ -178,13 +178,17 @@ def train_epoch(args, game, adversarial_loss, device, epoch, plotter, stop):
 
 
 @torch.no_grad()
-def show_samples(exp, plotter, fixed_z, real_images):
-    """Send a grid of generated samples (fixed noise, so epochs compare) and of real inputs."""
+def show_samples(exp, plotter, fixed_z, real_images, epoch):
+    """A grid of generated samples (fixed noise, so epochs compare) and of real inputs,
+    sent to visdom and written to results/DFAD-<name>/ (there even without a server)."""
     exp.generator.eval()
     fake = exp.generator(fixed_z)
     plotter.images("Generated", fake, mean=exp.mean, std=exp.std)
+    folder = os.path.join("results", f"DFAD-{exp.name}")
+    logger.save_grid(denormalize(fake, exp.mean, exp.std), os.path.join(folder, f"generated_epoch{epoch:03d}.png"))
     if real_images is not None:
         plotter.images("Test_inputs", real_images, mean=exp.mean, std=exp.std)
+        logger.save_grid(denormalize(real_images, exp.mean, exp.std), os.path.join(folder, "test_inputs.png"))
 
 
 def step_lr(step_size, gamma=0.1):
@@ -305,7 +309,7 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
     plotter.scalar(exp.metric_name, epoch, score)
     plotter.scalar("lr_S", epoch, game.optimizer_S.param_groups[0]["lr"])
     plotter.scalar("lr_G", epoch, game.optimizer_G.param_groups[0]["lr"])
-    show_samples(exp, plotter, game.fixed_z, next(iter(exp.test_loader))[0][:64] if epoch == 1 else None)
+    show_samples(exp, plotter, game.fixed_z, next(iter(exp.test_loader))[0][:64] if epoch == 1 else None, epoch)
     for hook in exp.extra_plots:
         hook(exp, plotter, epoch, device)
     epoch_seconds, elapsed, epochs_timed = timing
@@ -327,7 +331,8 @@ def run(args, exp, device):
     exp.teacher.to(device)
     freeze(exp.teacher)
     if main_process:
-        print(logger.format_scores("Teacher", exp.evaluate(exp.teacher, exp.test_loader, device)), flush=True)
+        teacher_scores = exp.evaluate(exp.teacher, exp.test_loader, device)
+        print(logger.format_scores("Teacher", teacher_scores), flush=True)
     if args.test_only:
         return test_only(args, exp, device, plotter) if main_process else None
 
@@ -354,5 +359,9 @@ def run(args, exp, device):
     plotter.close()
     if main_process:
         logger.append_csv_row(f"log/DFAD-{exp.name}.csv", game.history)
+        logger.append_run_record(f"log/DFAD-{exp.name}.json", {
+            "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
+            "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
+            "args": vars(args)})
         print(f"Best {exp.metric_name}={game.best:.6f}")
     return game.best

@@ -1,7 +1,10 @@
 """Console lines and the per-run CSV log."""
 import csv
 import io
+import json
 import os
+
+from torchvision.utils import save_image
 
 from .misc import UserError
 
@@ -31,7 +34,6 @@ def append_csv_row(path, values):
     The file is rewritten through a temporary file and a rename, so a crash never
     leaves a half-written row behind.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     old = ""
     if os.path.exists(path):
         with open(path, newline="") as f:
@@ -40,14 +42,39 @@ def append_csv_row(path, values):
             old += "\n"
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
+    atomic_write_text(path, old + buffer.getvalue())
+
+
+def atomic_write_text(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         os.makedirs(folder, exist_ok=True)
         with open(tmp, "w", newline="") as f:
-            f.write(old + buffer.getvalue())
+            f.write(text)
         os.replace(tmp, path)
     except OSError as e:
-        raise UserError(f"Cannot write the log {path}: {e.strerror}.") from None
+        raise UserError(f"Cannot write {path}: {e.strerror}.") from None
+
+
+def append_run_record(path, record):
+    """Add one run's summary (teacher score, best and last metric, arguments) to a JSON list."""
+    records = read_run_records(path)
+    records.append(record)
+    atomic_write_text(path, json.dumps(records, indent=1, default=str))
+
+
+def read_run_records(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_grid(images, path, nrow=8):
+    """Images in [0, 1] as one PNG grid."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2)
 
 
 def read_csv_rows(path):
