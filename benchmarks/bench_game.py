@@ -1,0 +1,205 @@
+"""Throughput of the DFAD game against this machine's limit.
+
+For each experiment configuration and batch size, and for each option set, times one
+outer iteration (5 student steps + 1 generator step), counts its FLOPs with
+``torch.utils.flop_counter.FlopCounterMode`` and reports the achieved FLOP/s as a
+fraction of a large fp32 matmul measured in the same run. ``reference`` is the
+original scripts' loop (generator graph kept in student steps, teacher and student
+weight gradients computed, PyTorch's nearest-upsampling kernel), for comparison.
+
+    python benchmarks/bench_game.py --configs mnist cifar --batch_sizes 64 --options plain channels_last
+    python benchmarks/bench_game.py --json bench.json
+"""
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import network  # noqa: E402
+from utils import dfad  # noqa: E402
+from utils.precision import Precision  # noqa: E402
+
+
+def mnist():
+    return network.lenet.LeNet5(), network.lenet.LeNet5Half(), network.gan.GeneratorA(nz=100, nc=1), 100
+
+
+def cifar():
+    return (network.resnet_8x.ResNet34_8x(10), network.resnet_8x.ResNet18_8x(10),
+            network.gan.GeneratorA(nz=256, nc=3), 256)
+
+
+def caltech():
+    return (torchvision.models.resnet34(num_classes=101), torchvision.models.resnet18(num_classes=101),
+            network.gan.GeneratorB(nz=256, nc=3, img_size=128), 256)
+
+
+def camvid():
+    seg = network.segmentation
+    return (seg.deeplabv3_resnet50(11, dropout_p=0.5, pretrained_backbone=False),
+            seg.deeplabv3_mobilenet(11, dropout_p=0.5, pretrained_backbone=False),
+            network.gan.GeneratorB(nz=256, nc=3, img_size=128), 256)
+
+
+CONFIGS = {"mnist": mnist, "cifar": cifar, "caltech": caltech, "camvid": camvid}
+OPTIONS = {  # name -> (channels_last, compile, amp)
+    "reference": (False, False, None),
+    "plain": (False, False, None),
+    "channels_last": (True, False, None),
+    "compile": (False, True, None),
+    "channels_last+compile": (True, True, None),
+    "bf16": (False, False, "bf16"),
+    "bf16+channels_last+compile": (True, True, "bf16"),
+}
+
+
+@contextlib.contextmanager
+def reference_upsampling():
+    """The reference generator's F.interpolate instead of the faster broadcast copy."""
+    fast = network.gan.upsample_nearest_2x
+    network.gan.upsample_nearest_2x = lambda x: F.interpolate(x, scale_factor=2)
+    try:
+        yield
+    finally:
+        network.gan.upsample_nearest_2x = fast
+
+
+def reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss):
+    """The original scripts' outer iteration: same math, none of the savings."""
+    for _ in range(dfad.STUDENT_STEPS):
+        z = torch.randn(batch_size, nz, 1, 1, device=device)
+        opt_S.zero_grad()
+        fake = generator(z).detach()
+        loss_S = F.l1_loss(student(fake), teacher(fake).detach())
+        loss_S.backward()
+        opt_S.step()
+    z = torch.randn(batch_size, nz, 1, 1, device=device)
+    opt_G.zero_grad()
+    fake = generator(z)
+    loss(student(fake), teacher(fake)).backward()
+    opt_G.step()
+
+
+def make_iteration(config, option, batch_size, device):
+    teacher, student, generator, nz = CONFIGS[config]()
+    channels_last, compile_, amp = OPTIONS[option]
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    for m in (teacher, student, generator):
+        m.to(device, memory_format=fmt)
+    student.train()
+    generator.train()
+    opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+    opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    loss = dfad.adversarial_loss_log_l1 if config == "camvid" else dfad.adversarial_loss_l1
+    if option == "reference":
+        teacher.eval()
+        return lambda: reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss)
+    dfad.freeze(teacher)
+    if compile_:
+        teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
+    precision = Precision(amp, device)
+
+    def iteration():
+        for _ in range(dfad.STUDENT_STEPS):
+            dfad.student_step(teacher, student, generator, opt_S, dfad.sample_noise(batch_size, nz, device), precision)
+        dfad.generator_step(teacher, student, generator, opt_G, dfad.sample_noise(batch_size, nz, device),
+                            loss, precision)
+    return iteration
+
+
+def measure(iteration, repeats, device, warmup=2):
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    for _ in range(warmup):  # compilation, cuDNN autotuning, allocator warm-up
+        iteration()
+    sync()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        iteration()
+        sync()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def count_flops(config, batch_size, device):
+    iteration = make_iteration(config, "plain", batch_size, device)
+    with FlopCounterMode(display=False) as counter:
+        iteration()
+    return counter.get_total_flops()
+
+
+def matmul_peak(device, n=4096, repeats=10):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = measure(lambda: a @ b, repeats, device)
+    return 2 * n ** 3 / seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["mnist", "cifar"], choices=sorted(CONFIGS))
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[64])
+    parser.add_argument("--options", nargs="+", default=["reference", "plain", "channels_last",
+                                                         "channels_last+compile"], choices=list(OPTIONS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation, autotuning)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    peak = matmul_peak(device)
+    print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
+          flush=True)
+    rows = []
+    print("| config | batch | option | s / iteration | iterations/s | images/s | GFLOP / iteration "
+          "| GFLOP/s | of peak | vs plain |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for config in args.configs:
+        for batch_size in args.batch_sizes:
+            flops = count_flops(config, batch_size, device)
+            timed = {}
+            for option in args.options:
+                torch.manual_seed(0)
+                upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
+                with upsampling:
+                    timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
+                                            args.warmup)
+            for option, seconds in timed.items():
+                plain = timed.get("plain")
+                row = dict(config=config, batch=batch_size, option=option, seconds=seconds,
+                           iterations_per_s=1 / seconds, images_per_s=6 * batch_size / seconds,
+                           gflop=flops / 1e9, gflops=flops / seconds / 1e9, of_peak=flops / seconds / peak,
+                           speedup_vs_plain=plain / seconds if plain else None)
+                rows.append(row)
+                speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
+                print(f"| {config} | {batch_size} | {option} | {seconds:.3f} | {1 / seconds:.2f} | "
+                      f"{row['images_per_s']:.0f} | {flops / 1e9:.1f} | {row['gflops']:.0f} | "
+                      f"{row['of_peak']:.2f} | {speedup} |", flush=True)
+    if device.type == "cuda":
+        peak_memory = torch.cuda.max_memory_allocated() / 2 ** 30
+        print(f"peak GPU memory allocated: {peak_memory:.2f} GiB")
+    else:  # the whole process, all configurations of this run included
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        print(f"peak resident memory of this process: {peak_memory:.2f} GiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory,
+                       "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

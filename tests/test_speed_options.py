@@ -1,0 +1,67 @@
+"""The fast paths keep the method's math: one game step under each option ~ plain fp32."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import network
+from utils import dfad
+from utils.precision import Precision
+
+OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
+    "channels_last": (True, False, None, 1e-4),
+    "bf16": (False, False, "bf16", 5e-2),
+    "fp16": (False, False, "fp16", 5e-2),
+    "compile": (False, True, None, 1e-4),
+}
+
+
+def players():
+    torch.manual_seed(0)
+    return (dfad.freeze(network.lenet.LeNet5()), network.lenet.LeNet5Half().train(),
+            network.gan.GeneratorA(nz=100, nc=1, img_size=32).train())
+
+
+def one_round(option):
+    teacher, student, generator = players()
+    channels_last, compile_, amp, _ = OPTIONS.get(option, (False, False, None, 0))
+    args = SimpleNamespace(channels_last=channels_last, compile=compile_, lr_S=0.1, lr_G=1e-3,
+                           weight_decay=0.0, momentum=0.9)
+    exp = SimpleNamespace(teacher=teacher, student=student, generator=generator)
+    t, s, g = dfad.prepare_models(args, exp, torch.device("cpu"))
+    opt_S, opt_G = dfad.build_optimizers(args, student, generator)
+    precision = Precision(amp, "cpu")
+    z = torch.randn(16, 100, 1, 1, generator=torch.Generator().manual_seed(1))
+    loss_S = dfad.student_step(t, s, g, opt_S, z, precision)
+    loss_G = dfad.generator_step(t, s, g, opt_G, z, dfad.adversarial_loss_l1, precision)
+    return loss_S.float(), loss_G.float(), copy.deepcopy(student.state_dict()), copy.deepcopy(generator.state_dict())
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return one_round("plain")
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_option_matches_plain_fp32(option, plain):
+    tolerance = OPTIONS[option][3]
+    loss_S, loss_G, student, generator = one_round(option)
+    torch.testing.assert_close(loss_S, plain[0], rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(loss_G, plain[1], rtol=tolerance, atol=tolerance)
+    for ours, theirs in ((student, plain[2]), (generator, plain[3])):
+        for key in theirs:
+            if theirs[key].is_floating_point():
+                torch.testing.assert_close(ours[key].contiguous(), theirs[key], rtol=tolerance,
+                                           atol=tolerance * 10, msg=key)
+
+
+def test_fp16_uses_one_grad_scaler_per_optimizer():
+    precision = Precision("fp16", "cpu")
+    teacher, student, generator = players()
+    opt_S, opt_G = dfad.build_optimizers(SimpleNamespace(lr_S=0.1, lr_G=1e-3, weight_decay=0, momentum=0.9),
+                                         student, generator)
+    z = torch.randn(4, 100, 1, 1)
+    dfad.student_step(teacher, student, generator, opt_S, z, precision)
+    dfad.generator_step(teacher, student, generator, opt_G, z, dfad.adversarial_loss_l1, precision)
+    assert set(precision.state_dict()) == {"student", "generator"}
