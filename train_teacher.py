@@ -48,20 +48,11 @@ def get_args_parser():
     parser.add_argument("--model", default="lenet5", choices=sorted(MODEL_DATASETS), help="teacher network")
     parser.add_argument("--pretrained", action="store_true",
                         help="start resnet34 from ImageNet weights (downloads them)")
-    parser.add_argument("--num_classes", type=cli.positive_int, default=None,
-                        help="number of classes (default: the data set's)")
-    parser.add_argument("--ckpt", default=None,
-                        help="weights to start from; with --test_only, the weights to evaluate "
-                             "(default: checkpoint/teacher/<dataset>-<model>.pt)")
-    return parser
+    return cli.add_teacher_args(parser)
 
 
 def check_args(args):
-    expected = NUM_CLASSES[args.dataset]
-    if args.num_classes is not None and args.num_classes != expected:
-        raise UserError(f"--num_classes {args.num_classes} does not match --dataset {args.dataset}, "
-                        f"which has {expected} classes.")
-    args.num_classes = expected
+    cli.check_num_classes(args, NUM_CLASSES[args.dataset])
     if args.dataset not in MODEL_DATASETS[args.model]:
         raise UserError(f"--model {args.model} is for {', '.join(MODEL_DATASETS[args.model])}, "
                         f"not --dataset {args.dataset}.")

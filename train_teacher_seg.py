@@ -10,7 +10,6 @@ from dataloader import get_dataloader
 from network.segmentation import deeplabv3_resnet50
 from utils import checkpoint, cli, logger, supervised
 from utils.loss import FocalLoss
-from utils.misc import UserError
 from utils.segmentation import segmentation_evaluator
 
 NUM_CLASSES = {"camvid": 11, "nyuv2": 13}
@@ -32,20 +31,11 @@ def get_args_parser():
     parser.add_argument("--no_pretrained_backbone", action="store_true",
                         help="start the backbone from random weights instead of ImageNet ones "
                              "(which are downloaded)")
-    parser.add_argument("--num_classes", type=cli.positive_int, default=None,
-                        help="number of classes (default: the data set's)")
-    parser.add_argument("--ckpt", default=None,
-                        help="weights to start from; with --test_only, the weights to evaluate "
-                             "(default: checkpoint/teacher/<dataset>-<model>.pt)")
-    return parser
+    return cli.add_teacher_args(parser)
 
 
 def check_args(args):
-    expected = NUM_CLASSES[args.dataset]
-    if args.num_classes is not None and args.num_classes != expected:
-        raise UserError(f"--num_classes {args.num_classes} does not match --dataset {args.dataset}, "
-                        f"which has {expected} classes.")
-    args.num_classes = expected
+    cli.check_num_classes(args, NUM_CLASSES[args.dataset])
     args.lr = args.lr or DEFAULT_LR[args.dataset]
     args.data_root = args.data_root or DATA_ROOTS[args.dataset]
 

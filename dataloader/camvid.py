@@ -8,8 +8,6 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
 from utils.misc import UserError
 
@@ -23,19 +21,20 @@ LAYOUT = ("train/, val/, test/ with the images and trainannot/, valannot/, testa
 
 # Lookup table from stored label values to training ids: 0-10 stay, void (11) and
 # anything larger become IGNORE_INDEX.
-_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-_LUT[:NUM_CLASSES] = np.arange(NUM_CLASSES)
+_LABEL_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+_LABEL_LUT[:NUM_CLASSES] = np.arange(NUM_CLASSES)
 
 
 def _pngs(folder):
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(".png"))
 
 
-class CamVid(Dataset):
+class CamVid(seg_transforms.LabelledImages):
     """``split`` is 'train', 'val', 'test' or 'trainval'; ``transform(image, label)``
     is a joint transform such as ``seg_transforms.train_transform()``. Without one,
     items are a PIL image and an HxW uint8 label array."""
 
+    label_lut = _LABEL_LUT
     # Sky, Building, Pole, Road, Pavement, Tree, SignSymbol, Fence, Car, Pedestrian,
     # Bicyclist, then void.
     cmap = np.array([
@@ -47,8 +46,8 @@ class CamVid(Dataset):
     def __init__(self, root, split="train", transform=None):
         if split not in ("train", "val", "test", "trainval"):
             raise ValueError(f"unknown CamVid split {split!r}")
-        self.root, self.split, self.transform = root, split, transform
-        self.images, self.labels = [], []
+        super().__init__(transform)
+        self.root, self.split = root, split
         for part in (("train", "val") if split == "trainval" else (split,)):
             images, labels = self._scan(part)
             self.images += images
@@ -83,16 +82,6 @@ class CamVid(Dataset):
                 f"the folders from {SOURCE}.")
         return ([os.path.join(image_dir, f) for f in images],
                 [os.path.join(label_dir, f) for f in images])
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        image = Image.open(self.images[i]).convert("RGB")
-        label = _LUT[np.minimum(np.asarray(Image.open(self.labels[i])), 255)]
-        if self.transform is not None:
-            image, label = self.transform(image, label)
-        return image, label
 
     @classmethod
     def decode_target(cls, label):

@@ -15,8 +15,6 @@ import os
 import numpy as np
 import scipy.io
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
 from utils.misc import UserError
 
@@ -31,8 +29,8 @@ SOURCES = ("the images come from the NYU Depth v2 labelled set "
            "(https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html), the 13-class labels "
            "from https://github.com/ankurhanda/nyuv2-meta-data")
 
-_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-_LUT[1:NUM_CLASSES + 1] = np.arange(NUM_CLASSES)
+_LABEL_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+_LABEL_LUT[1:NUM_CLASSES + 1] = np.arange(NUM_CLASSES)
 
 
 def voc_colormap(n=256):
@@ -58,17 +56,19 @@ def _missing(kind, paths, root):
             f"{SOURCES}.")
 
 
-class NYUv2(Dataset):
+class NYUv2(seg_transforms.LabelledImages):
     """``split`` is 'train' or 'test'; ``transform(image, label)`` is a joint transform
     such as ``seg_transforms.train_transform()``. Without one, items are a PIL image
     and an HxW uint8 label array."""
 
+    label_lut = _LABEL_LUT
     cmap = voc_colormap()
 
     def __init__(self, root, split="train", transform=None):
         if split not in ("train", "test"):
             raise ValueError(f"unknown NYUv2 split {split!r}")
-        self.root, self.split, self.transform = root, split, transform
+        super().__init__(transform)
+        self.root, self.split = root, split
         meta = os.path.join(root, "nyuv2-meta-data")
         image_dir = os.path.join(root, "480_640", "IMAGE")
         label_dir = os.path.join(meta, f"{split}_labels_13")
@@ -93,16 +93,6 @@ class NYUv2(Dataset):
         self.labels = [os.path.join(label_dir, f"new_nyu_class13_{i:04d}.png") for i in idxs]
         _missing("image", self.images, root)
         _missing("label", self.labels, root)
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        image = Image.open(self.images[i]).convert("RGB")
-        label = _LUT[np.minimum(np.asarray(Image.open(self.labels[i])), 255)]
-        if self.transform is not None:
-            image, label = self.transform(image, label)
-        return image, label
 
     @classmethod
     def decode_target(cls, label):

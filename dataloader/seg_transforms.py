@@ -7,6 +7,7 @@ int64 label tensor (H, W). v2 resizes masks with NEAREST interpolation by itself
 """
 import numpy as np
 import torch
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -51,3 +52,24 @@ def train_transform(crop_size=128, resize=256):
 def test_transform(resize=256):
     """Shorter side to ``resize``, normalise."""
     return _compose(v2.Resize(resize))
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Pairs of image and label-map files; ``label_lut`` maps stored label values to
+    class ids (255 = ignored). Subclasses fill ``images`` and ``labels``."""
+
+    label_lut = np.arange(256, dtype=np.uint8)
+
+    def __init__(self, transform=None):
+        self.transform = transform
+        self.images, self.labels = [], []
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = Image.open(self.images[i]).convert("RGB")
+        label = self.label_lut[np.minimum(np.asarray(Image.open(self.labels[i])), 255)]
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        return image, label

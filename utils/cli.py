@@ -85,6 +85,24 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
     return parser
 
 
+def add_teacher_args(parser):
+    """Flags both teacher scripts add to the common ones."""
+    parser.add_argument("--num_classes", type=positive_int, default=None,
+                        help="number of classes (default: the data set's)")
+    parser.add_argument("--ckpt", default=None,
+                        help="weights to start from; with --test_only, the weights to evaluate "
+                             "(default: checkpoint/teacher/<dataset>-<model>.pt)")
+    return parser
+
+
+def check_num_classes(args, expected):
+    """``--num_classes`` is optional, but when given it must be the data set's."""
+    if args.num_classes is not None and args.num_classes != expected:
+        raise UserError(f"--num_classes {args.num_classes} does not match --dataset {args.dataset}, "
+                        f"which has {expected} classes.")
+    args.num_classes = expected
+
+
 def dfad_parser(description, *, dataset, datasets, model, models, batch_size, test_batch_size,
                 epochs, lr_S, lr_G, weight_decay, nz, step_size, ckpt_help, epoch_itrs=50):
     """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
