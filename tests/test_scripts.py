@@ -104,7 +104,7 @@ def test_results_on_disk_without_a_server(digits_teacher, capsys):
     """PNG grids per epoch, the CSV row and a paper-style table, with no visdom at all."""
     for _ in range(2):
         DFAD_mnist.main(TINY_DFAD + ["--epochs", "2"])
-    results = digits_teacher.parents[2] / "results" / "DFAD-digits"
+    results = digits_teacher.parents[2] / "results" / "DFAD-digits" / "samples"
     assert {p.name for p in results.iterdir()} == {"generated_epoch001.png", "generated_epoch002.png",
                                                   "test_inputs.png"}
     capsys.readouterr()

@@ -132,11 +132,11 @@ class Game:
 def check_finite(epoch, i, loss_S, loss_G):
     if not distributed.all_true(torch.isfinite(torch.stack([loss_S.float(), loss_G.float()])).all()):
         player, value = ("student", loss_S) if not torch.isfinite(loss_S) else ("generator", loss_G)
+        where = f" (process {distributed.rank()})" if distributed.world_size() > 1 else ""
         raise UserError(
-            f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i} "
-            f"(in a process of rank {distributed.rank()}). Nothing was saved "
-            f"from this epoch, so the last good checkpoints are intact. Lower --lr_S / --lr_G, or "
-            f"resume from the last good epoch with --resume.")
+            f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"
+            f"{where}. Nothing was saved from this epoch, so the last good checkpoints are intact. "
+            f"Lower --lr_S / --lr_G, or resume from the last good epoch with --resume.")
 
 
 def train_epoch(args, game, adversarial_loss, device, epoch, plotter, stop):
@@ -180,11 +180,11 @@ def train_epoch(args, game, adversarial_loss, device, epoch, plotter, stop):
 @torch.no_grad()
 def show_samples(exp, plotter, fixed_z, real_images, epoch):
     """A grid of generated samples (fixed noise, so epochs compare) and of real inputs,
-    sent to visdom and written to results/DFAD-<name>/ (there even without a server)."""
+    sent to visdom and written to results/DFAD-<name>/samples/ (there even without a server)."""
     exp.generator.eval()
     fake = exp.generator(fixed_z)
     plotter.images("Generated", fake, mean=exp.mean, std=exp.std)
-    folder = os.path.join("results", f"DFAD-{exp.name}")
+    folder = os.path.join("results", f"DFAD-{exp.name}", "samples")
     logger.save_grid(denormalize(fake, exp.mean, exp.std), os.path.join(folder, f"generated_epoch{epoch:03d}.png"))
     if real_images is not None:
         plotter.images("Test_inputs", real_images, mean=exp.mean, std=exp.std)
