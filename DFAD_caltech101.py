@@ -36,9 +36,7 @@ def main(argv=None):
         name=args.dataset, teacher=teacher,
         student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
         generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
-        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
-        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

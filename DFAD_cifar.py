@@ -34,9 +34,7 @@ def main(argv=None):
         name=args.dataset, teacher=teacher,
         student=network.resnet_8x.ResNet18_8x(num_classes=num_classes),
         generator=network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32),
-        test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
-        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
-        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.multistep_lr([100, 200]), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

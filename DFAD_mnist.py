@@ -28,9 +28,7 @@ def main(argv=None):
     experiment = dfad.Experiment(
         name=args.dataset, teacher=teacher, student=network.lenet.LeNet5Half(),
         generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
-        test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
-        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
-        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

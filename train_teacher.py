@@ -62,7 +62,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     device = cli.setup(args)
-    save_path = f"checkpoint/teacher/{args.dataset}-{args.model}.pt"
+    save_path = supervised.teacher_checkpoint(args)
     train_loader, test_loader = get_dataloader(args)
     model = get_model(args)
     if args.ckpt or args.test_only:

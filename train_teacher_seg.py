@@ -44,7 +44,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     device = cli.setup(args)
-    save_path = f"checkpoint/teacher/{args.dataset}-{args.model}.pt"
+    save_path = supervised.teacher_checkpoint(args)
     train_loader, test_loader = get_dataloader(args)
     start_from = args.ckpt or (save_path if args.test_only else None)
     # ImageNet weights would be overwritten by the checkpoint at once: skip their download.

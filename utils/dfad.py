@@ -96,13 +96,19 @@ class Experiment:
     test_loader: object
     evaluate: Callable              # (student, loader, device) -> {metric_name: value, ...}
     metric_name: str                # key of evaluate()'s result that picks the best student
-    student_ckpt: str
-    generator_ckpt: str
+    model: str = ""                 # student name: checkpoint/student/<name>-<model>[-generator].pt
+    student_ckpt: str = ""          # set only to override those names
+    generator_ckpt: str = ""
     adversarial_loss: Callable = adversarial_loss_l1
     make_schedulers: Optional[Callable] = None   # (optimizer_S, optimizer_G) -> [schedulers]
     mean: tuple = (0.5,)            # normalisation of the real inputs, to display images
     std: tuple = (0.5,)
     extra_plots: List[Callable] = field(default_factory=list)  # (exp, plotter, epoch, device) hooks
+
+    def __post_init__(self):
+        # The reference's checkpoint names, decided here once for every script.
+        self.student_ckpt = self.student_ckpt or f"checkpoint/student/{self.name}-{self.model}.pt"
+        self.generator_ckpt = self.generator_ckpt or self.student_ckpt[:-len(".pt")] + "-generator.pt"
 
     @property
     def last_ckpt(self):

@@ -45,10 +45,6 @@ def local_batch_size(batch_size):
     return batch_size // n
 
 
-def barrier():
-    if dist.is_initialized():
-        dist.barrier()
-
 
 def all_gather_object(obj):
     """Every process's ``obj`` (tensors allowed), as a list indexed by rank."""
@@ -60,14 +56,6 @@ def all_gather_object(obj):
     dist.all_gather_object(gathered, buffer.getvalue())
     return [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
 
-
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def all_true(flag):

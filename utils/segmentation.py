@@ -138,9 +138,8 @@ def run_dfad(args, num_classes, teacher_command):
         name=args.dataset, teacher=teacher,
         student=deeplabv3_mobilenet(num_classes, dropout_p=0.5, pretrained_backbone=False),
         generator=GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=test_loader, evaluate=segmentation_evaluator(num_classes), metric_name="mIoU",
-        student_ckpt=f"checkpoint/student/{args.dataset}-{args.model}.pt",
-        generator_ckpt=f"checkpoint/student/{args.dataset}-{args.model}-generator.pt",
+        model=args.model, test_loader=test_loader, evaluate=segmentation_evaluator(num_classes),
+        metric_name="mIoU",
         adversarial_loss=dfad.adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)])
     if args.stu_ckpt and not args.test_only:  # with --test_only, dfad.run loads it itself

@@ -18,6 +18,11 @@ from .visualizer import VisdomPlotter
 RESUME_KEYS = ("dataset", "model", "num_classes")
 
 
+def teacher_checkpoint(args):
+    """Where the best teacher goes: the reference's name, which the DFAD scripts default to."""
+    return f"checkpoint/teacher/{args.dataset}-{args.model}.pt"
+
+
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
     model.train()
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False,
