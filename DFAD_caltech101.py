@@ -6,26 +6,24 @@
 import torchvision
 
 import network
-from dataloader import get_dataloader, normalization
-from utils import checkpoint, cli, dfad
-from utils.metrics import evaluate_classifier
+from dataloader import get_test_loader, normalization
+from utils.engine import dfad
+from utils.metrics.classification import evaluate_classifier
+from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = 101
 
 
 def get_args_parser():
     return cli.dfad_parser(
-        "DFAD Caltech101", dataset="caltech101", datasets=["caltech101"],
-        model="resnet18", models=["resnet18"], batch_size=64, test_batch_size=32,
-        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100,
-        ckpt_help="checkpoint/teacher/caltech101-resnet34.pt")
+        "DFAD Caltech101", dataset="caltech101", datasets=["caltech101"], model="resnet18",
+        models=["resnet18"], teacher_model="resnet34", batch_size=64, test_batch_size=32,
+        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    args.ckpt = args.ckpt or "checkpoint/teacher/caltech101-resnet34.pt"
     device = cli.setup(args)
-    _, test_loader = get_dataloader(args)
     teacher = checkpoint.load_weights(
         torchvision.models.resnet34(num_classes=NUM_CLASSES), args.ckpt, "teacher checkpoint",
         hint="Train it first: python train_teacher.py --dataset caltech101 --batch_size 128 "
@@ -33,10 +31,10 @@ def main(argv=None):
         context="--dataset caltech101")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        name=args.dataset, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
         generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
-        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
+        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

@@ -3,21 +3,51 @@
     python DFAD_camvid_deeplab.py --ckpt checkpoint/teacher/camvid-deeplabv3_resnet50.pt \\
         --data_root ./data/CamVid --scheduler
 """
-from utils import cli, segmentation
+from dataloader import get_test_loader, normalization
+from network.gan import GeneratorB
+from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
+from utils.engine import dfad
+from utils.engine.game import adversarial_loss_log_l1
+from utils.metrics.segmentation import segmentation_evaluator
+from utils.reporting.images import PredictionPlots, save_predictions
+from utils.runtime import checkpoint, cli, distributed
 
 NUM_CLASSES = 11
-TEACHER_COMMAND = ("python train_teacher_seg.py --model deeplabv3_resnet50 --dataset camvid "
-                   "--data_root ./data/CamVid --scheduler --lr 0.1 --num_classes 11")
 
 
 def get_args_parser():
-    return segmentation.dfad_parser("DFAD CamVid", dataset="camvid", data_root="data/CamVid",
-                                    test_batch_size=16)
+    parser = cli.dfad_parser(
+        "DFAD CamVid", dataset="camvid", datasets=["camvid"], model="deeplabv3_mobilenet",
+        models=["deeplabv3_mobilenet"], teacher_model="deeplabv3_resnet50", batch_size=64,
+        test_batch_size=16, epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
+    return cli.add_segmentation_args(parser, data_root="data/CamVid")
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    return segmentation.run_dfad(args, NUM_CLASSES, TEACHER_COMMAND)
+    device = cli.setup(args)
+    teacher = checkpoint.load_weights(
+        deeplabv3_resnet50(NUM_CLASSES, dropout_p=0.5, pretrained_backbone=False), args.ckpt,
+        "teacher checkpoint", context=f"--dataset {args.dataset}",
+        hint="Train it first: python train_teacher_seg.py --model deeplabv3_resnet50 --dataset camvid "
+             "--data_root ./data/CamVid --scheduler --lr 0.1 --num_classes 11")
+    mean, std = normalization(args.dataset)
+    experiment = dfad.Experiment(
+        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        student=deeplabv3_mobilenet(NUM_CLASSES, dropout_p=0.5, pretrained_backbone=False),
+        generator=GeneratorB(nz=args.nz, nc=3, img_size=128),
+        test_loader=get_test_loader(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
+        adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
+        mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
+        test_only_ckpt=args.stu_ckpt or "")
+    if args.stu_ckpt and not args.test_only:
+        dfad.warm_start(experiment, args.stu_ckpt)
+    best = dfad.run(args, experiment, device)
+    if args.save_img and distributed.is_main():
+        if not args.test_only:  # the game ends on its last student: show the best one
+            dfad.load_best_student(experiment)
+        save_predictions(experiment, device, f"results/DFAD-{args.dataset}")
+    return best
 
 
 if __name__ == "__main__":

@@ -3,26 +3,24 @@
     python DFAD_cifar.py --dataset cifar10 --ckpt checkpoint/teacher/cifar10-resnet34_8x.pt --scheduler
 """
 import network
-from dataloader import get_dataloader, normalization
-from utils import checkpoint, cli, dfad
-from utils.metrics import evaluate_classifier
+from dataloader import get_test_loader, normalization
+from utils.engine import dfad
+from utils.metrics.classification import evaluate_classifier
+from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 def get_args_parser():
     return cli.dfad_parser(
-        "DFAD CIFAR", dataset="cifar10", datasets=sorted(NUM_CLASSES),
-        model="resnet18_8x", models=["resnet18_8x"], batch_size=256, test_batch_size=128,
-        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100,
-        ckpt_help="checkpoint/teacher/<dataset>-resnet34_8x.pt")
+        "DFAD CIFAR", dataset="cifar10", datasets=sorted(NUM_CLASSES), model="resnet18_8x",
+        models=["resnet18_8x"], teacher_model="resnet34_8x", batch_size=256, test_batch_size=128,
+        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    args.ckpt = args.ckpt or f"checkpoint/teacher/{args.dataset}-resnet34_8x.pt"
     device = cli.setup(args)
-    _, test_loader = get_dataloader(args)
     num_classes = NUM_CLASSES[args.dataset]
     teacher = checkpoint.load_weights(
         network.resnet_8x.ResNet34_8x(num_classes=num_classes), args.ckpt, "teacher checkpoint",
@@ -31,10 +29,10 @@ def main(argv=None):
         context=f"--dataset {args.dataset}")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        name=args.dataset, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=network.resnet_8x.ResNet18_8x(num_classes=num_classes),
         generator=network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32),
-        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
+        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.multistep_lr([100, 200]), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

@@ -1,34 +1,34 @@
 """DFAD on MNIST: distil a LeNet-5 teacher into a LeNet-5-half student without data.
 
+    bash run_mnist.sh        (trains the teacher first, then runs this script)
+
 The real test set is used only to evaluate the student after every epoch.
 """
 import network
-from dataloader import get_dataloader, normalization
-from utils import checkpoint, cli, dfad
-from utils.metrics import evaluate_classifier
+from dataloader import get_test_loader, normalization
+from utils.engine import dfad
+from utils.metrics.classification import evaluate_classifier
+from utils.runtime import checkpoint, cli
 
 
 def get_args_parser():
     return cli.dfad_parser(
-        "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"],
-        model="lenet5_half", models=["lenet5_half"], batch_size=512, test_batch_size=256,
-        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100,
-        ckpt_help="checkpoint/teacher/<dataset>-lenet5.pt")
+        "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"], model="lenet5_half",
+        models=["lenet5_half"], teacher_model="lenet5", batch_size=512, test_batch_size=256,
+        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100)
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    args.ckpt = args.ckpt or f"checkpoint/teacher/{args.dataset}-lenet5.pt"
     device = cli.setup(args)
-    _, test_loader = get_dataloader(args)
     teacher = checkpoint.load_weights(
         network.lenet.LeNet5(), args.ckpt, "teacher checkpoint",
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        name=args.dataset, teacher=teacher, student=network.lenet.LeNet5Half(),
-        generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
-        model=args.model, test_loader=test_loader, evaluate=evaluate_classifier, metric_name="Acc",
+        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        student=network.lenet.LeNet5Half(), generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
+        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

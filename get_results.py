@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from utils.logger import read_csv_rows, read_run_records
+from utils.reporting.records import read_csv_rows, read_run_records
 
 # Paper, Tables 2 and 3: teacher, DFAD student (mean +- std where reported)
 PAPER = {"mnist": (0.989, 0.983, 0.002), "cifar10": (0.955, 0.933, 0.000),

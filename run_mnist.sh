@@ -20,7 +20,7 @@ DATA_ROOT=${DATA_ROOT:-data}
 
 if [ "$DATASET" = mnist ]; then
   if ! reason=$("$PYTHON" -c "import sys
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 from dataloader.mnist import mnist
 try:
     mnist(sys.argv[1])

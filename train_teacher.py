@@ -8,10 +8,12 @@ import torch.nn.functional as F
 import torchvision
 
 import network
-from dataloader import get_dataloader
-from utils import checkpoint, cli, logger, supervised
-from utils.metrics import evaluate_classifier
-from utils.misc import UserError
+from dataloader import get_test_loader, get_train_loader
+from utils.engine import supervised
+from utils.metrics.classification import evaluate_classifier
+from utils.reporting import records
+from utils.runtime import checkpoint, cli, distributed
+from utils.runtime.errors import UserError
 
 NUM_CLASSES = {"mnist": 10, "digits": 10, "cifar10": 10, "cifar100": 100, "caltech101": 101}
 MODEL_DATASETS = {"lenet5": ("mnist", "digits"), "resnet34_8x": ("cifar10", "cifar100"),
@@ -62,16 +64,17 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     device = cli.setup(args)
-    save_path = supervised.teacher_checkpoint(args)
-    train_loader, test_loader = get_dataloader(args)
+    save_path = cli.teacher_checkpoint(args.dataset, args.model)
+    test_loader = get_test_loader(args)
     model = get_model(args)
     if args.ckpt or args.test_only:
         checkpoint.load_weights(model, args.ckpt or save_path, "teacher checkpoint",
                                 hint="Train one with this script (without --test_only).",
                                 context=f"--dataset {args.dataset}")
     if args.test_only:
-        print(logger.format_scores("Teacher", evaluate_classifier(model.to(device), test_loader, device)))
+        print(records.format_scores("Teacher", evaluate_classifier(model.to(device), test_loader, device)))
         return None
+    train_loader = get_train_loader(args, distributed.local_batch_size(args.batch_size))
     return supervised.fit(args, model, train_loader, test_loader, device, loss_fn=F.cross_entropy,
                           evaluate=evaluate_classifier, metric_name="Acc", save_path=save_path)
 

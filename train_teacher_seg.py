@@ -6,11 +6,14 @@
 Saves the best model (test mIoU) to ``checkpoint/teacher/<dataset>-<model>.pt`` as a
 bare state_dict, the format of the published teachers, and ends with ``Best mIoU=<float>``.
 """
-from dataloader import get_dataloader
-from network.segmentation import deeplabv3_resnet50
-from utils import checkpoint, cli, logger, supervised
-from utils.loss import FocalLoss
-from utils.segmentation import segmentation_evaluator
+from dataloader import get_test_loader, get_train_loader
+from network.segmentation import PretrainedWeightsUnavailable, deeplabv3_resnet50
+from utils.engine import supervised
+from utils.engine.losses import FocalLoss
+from utils.metrics.segmentation import segmentation_evaluator
+from utils.reporting import records
+from utils.runtime import checkpoint, cli, distributed
+from utils.runtime.errors import UserError
 
 NUM_CLASSES = {"camvid": 11, "nyuv2": 13}
 DEFAULT_LR = {"camvid": 0.1, "nyuv2": 0.05}
@@ -44,12 +47,15 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     device = cli.setup(args)
-    save_path = supervised.teacher_checkpoint(args)
-    train_loader, test_loader = get_dataloader(args)
+    save_path = cli.teacher_checkpoint(args.dataset, args.model)
+    test_loader = get_test_loader(args)
     start_from = args.ckpt or (save_path if args.test_only else None)
     # ImageNet weights would be overwritten by the checkpoint at once: skip their download.
-    model = deeplabv3_resnet50(args.num_classes, dropout_p=0.5,
-                               pretrained_backbone=not (args.no_pretrained_backbone or start_from))
+    try:
+        model = deeplabv3_resnet50(args.num_classes, dropout_p=0.5,
+                                   pretrained_backbone=not (args.no_pretrained_backbone or start_from))
+    except PretrainedWeightsUnavailable as e:
+        raise UserError(str(e)) from None
     if start_from:
         checkpoint.load_weights(model, start_from, "teacher checkpoint",
                                 hint="Train one with this script (without --test_only).",
@@ -57,11 +63,12 @@ def main(argv=None):
     evaluate = segmentation_evaluator(args.num_classes)
     if args.test_only:
         scores = evaluate(model.to(device), test_loader, device)
-        print(logger.format_scores("Teacher", scores))
+        print(records.format_scores("Teacher", scores))
         return scores["mIoU"]
+    train_loader = get_train_loader(args, distributed.local_batch_size(args.batch_size))
     return supervised.fit(args, model, train_loader, test_loader, device,
                           loss_fn=FocalLoss(gamma=2, ignore_index=255), evaluate=evaluate,
-                          metric_name="mIoU", save_path=save_path)
+                          metric_name="mIoU", save_path=save_path, gamma=args.gamma)
 
 
 if __name__ == "__main__":

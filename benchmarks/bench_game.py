@@ -27,8 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import network  # noqa: E402
-from utils import dfad  # noqa: E402
-from utils.precision import Precision  # noqa: E402
+from utils.engine import game  # noqa: E402
+from utils.runtime.precision import Precision  # noqa: E402
 
 
 def mnist():
@@ -77,7 +77,7 @@ def reference_upsampling():
 
 def reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss):
     """The original scripts' outer iteration: same math, none of the savings."""
-    for _ in range(dfad.STUDENT_STEPS):
+    for _ in range(game.STUDENT_STEPS):
         z = torch.randn(batch_size, nz, 1, 1, device=device)
         opt_S.zero_grad()
         fake = generator(z).detach()
@@ -101,21 +101,15 @@ def make_iteration(config, option, batch_size, device):
     generator.train()
     opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
-    loss = dfad.adversarial_loss_log_l1 if config == "camvid" else dfad.adversarial_loss_l1
+    loss = game.adversarial_loss_log_l1 if config == "camvid" else game.adversarial_loss_l1
     if option == "reference":
         teacher.eval()
         return lambda: reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss)
-    dfad.freeze(teacher)
+    game.freeze(teacher)
     if compile_:
         teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
-    precision = Precision(amp, device)
-
-    def iteration():
-        for _ in range(dfad.STUDENT_STEPS):
-            dfad.student_step(teacher, student, generator, opt_S, dfad.sample_noise(batch_size, nz, device), precision)
-        dfad.generator_step(teacher, student, generator, opt_G, dfad.sample_noise(batch_size, nz, device),
-                            loss, precision)
-    return iteration
+    players = game.Players(teacher, student, generator, opt_S, opt_G, loss, Precision(amp, device))
+    return lambda: game.play_round(players, batch_size, nz, device)
 
 
 def measure(iteration, repeats, device, warmup=2):

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import network  # noqa: E402
-from utils import dfad  # noqa: E402
+from utils.engine import game  # noqa: E402
 
 EPOCH_LINE = re.compile(r"^Epoch (\d+)/\d+ .*?Acc=([0-9.]+)")
 TEACHER = {"mnist": ["--batch_size", "256", "--epochs", "10", "--lr", "0.01", "--weight_decay", "1e-4"],
@@ -70,16 +70,15 @@ def distil(workdir, dataset, data_root, batch_size, budget_s):
 def seconds_per_iteration(batch_size, repeats=3):
     """Time of one outer iteration (5 student steps + 1 generator step) of the MNIST game."""
     torch.manual_seed(0)
-    teacher = dfad.freeze(network.lenet.LeNet5())
+    teacher = game.freeze(network.lenet.LeNet5())
     student, generator = network.lenet.LeNet5Half().train(), network.gan.GeneratorA(nz=100, nc=1).train()
     opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
 
+    players = game.Players(teacher, student, generator, opt_S, opt_G)
+
     def iteration():
-        for _ in range(dfad.STUDENT_STEPS):
-            dfad.student_step(teacher, student, generator, opt_S, dfad.sample_noise(batch_size, 100, "cpu"))
-        dfad.generator_step(teacher, student, generator, opt_G, dfad.sample_noise(batch_size, 100, "cpu"),
-                            dfad.adversarial_loss_l1)
+        game.play_round(players, batch_size, 100, "cpu")
 
     iteration()  # warm-up
     started = time.perf_counter()

@@ -1,7 +1,8 @@
-"""Data sets and loaders. ``get_dataloader(args) -> (train_loader, test_loader)``.
+"""Data sets and loaders: ``get_test_loader(args)`` (all a DFAD run reads) and
+``get_train_loader(args, batch_size)`` (teacher training only).
 
-Each data set is a builder ``(data_root, download) -> (train_set, test_set)`` plus the
-mean and std its images are normalised with (to show them de-normalised).
+Each data set is a builder ``(data_root, download, train) -> dataset`` plus the mean
+and std its images are normalised with (to show them de-normalised).
 """
 from collections import namedtuple
 
@@ -28,8 +29,9 @@ DATASETS = {
 }
 
 
-def get_datasets(name, data_root="data", download=True):
-    return DATASETS[name].build(data_root, download)
+def get_dataset(name, data_root="data", train=True, download=True):
+    """One split of data set ``name``; missing data is downloaded where the data set allows."""
+    return DATASETS[name].build(data_root, download, train)
 
 
 def normalization(name):
@@ -37,26 +39,27 @@ def normalization(name):
     return DATASETS[name].mean, DATASETS[name].std
 
 
-def get_dataloader(args):
-    """Loaders over the real train and test sets (DFAD itself uses only the test set).
+def _loader_options(args):
+    workers = 0 if DATASETS[args.dataset].in_memory else args.num_workers
+    use_cuda = torch.cuda.is_available() and not args.no_cuda
+    return dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
 
-    Missing data is downloaded when the data set and the network allow it.
-    """
-    info = DATASETS[args.dataset]
-    train_set, test_set = info.build(args.data_root, True)
-    workers = 0 if info.in_memory else getattr(args, "num_workers", 2)
-    use_cuda = torch.cuda.is_available() and not getattr(args, "no_cuda", False)
-    common = dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
-    seed = getattr(args, "seed", 1)
+
+def get_train_loader(args, batch_size):
+    """Shuffled batches of this process's ``batch_size`` from the real training set."""
+    train_set = get_dataset(args.dataset, args.data_root, train=True)
     if dist.is_initialized():  # torchrun: each process reads its own share of every epoch
-        sampler = DistributedSampler(train_set, shuffle=True, seed=seed)
-        train_loader = DataLoader(train_set, batch_size=args.batch_size // dist.get_world_size(),
-                                  sampler=sampler, **common)
-    else:  # a generator of its own makes the shuffle order resumable
-        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(seed), **common)
+        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
+        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, **_loader_options(args))
+    # A generator of its own makes the shuffle order resumable.
+    return DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
+
+
+def get_test_loader(args):
+    """The real test set in order, ``args.test_batch_size`` at a time."""
+    test_set = get_dataset(args.dataset, args.data_root, train=False)
     # A generator of its own: iterating a loader draws a seed from the global RNG otherwise,
     # and every evaluation would shift the noise the game draws next.
-    test_loader = DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False,
-                             generator=torch.Generator().manual_seed(seed), **common)
-    return train_loader, test_loader
+    return DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False,
+                      generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))

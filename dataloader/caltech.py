@@ -4,7 +4,7 @@ import os
 from torchvision import datasets, transforms
 from torchvision.datasets.folder import pil_loader
 
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 MEAN, STD = (0.5,) * 3, (0.5,) * 3
 ORIGINAL, SPLIT = "101_ObjectCategories", "101_ObjectCategories_split"
@@ -60,8 +60,7 @@ class Caltech101(datasets.ImageFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
 
-def caltech101(data_root, download=True):
-    """Train and test sets of Caltech101. ``download`` is accepted for the common
+def caltech101(data_root, download=True, train=True):
+    """The train or test set of Caltech101. ``download`` is accepted for the common
     builder signature, but the images must be put in place by hand (see the errors)."""
-    return (Caltech101(data_root, train=True, transform=train_transform()),
-            Caltech101(data_root, train=False, transform=test_transform()))
+    return Caltech101(data_root, train=train, transform=train_transform() if train else test_transform())

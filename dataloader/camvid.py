@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 from . import seg_transforms
 from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
@@ -91,8 +91,9 @@ class CamVid(seg_transforms.LabelledImages):
         return cls.cmap[label]
 
 
-def camvid(data_root, download=True, crop_size=128, resize=256):
-    """Train ('train' split, random crop and flip) and test ('test' split) sets of
+def camvid(data_root, download=True, train=True, crop_size=128, resize=256):
+    """The train ('train' split, random crop and flip) or test ('test' split) set of
     CamVid in ``data_root``. ``download`` is ignored: CamVid has no automatic download."""
-    return (CamVid(data_root, "train", seg_transforms.train_transform(crop_size, resize)),
-            CamVid(data_root, "test", seg_transforms.test_transform(resize)))
+    if train:
+        return CamVid(data_root, "train", seg_transforms.train_transform(crop_size, resize))
+    return CamVid(data_root, "test", seg_transforms.test_transform(resize))

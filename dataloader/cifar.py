@@ -12,7 +12,7 @@ import os
 
 from torchvision import datasets, transforms
 
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
@@ -27,10 +27,10 @@ def test_transform():
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
 
 
-def _build(cls, name, data_root, download):
+def _build(cls, name, data_root, download, train):
     try:
-        return (cls(data_root, train=True, download=download, transform=train_transform()),
-                cls(data_root, train=False, download=download, transform=test_transform()))
+        return cls(data_root, train=train, download=download,
+                   transform=train_transform() if train else test_transform())
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         folder = os.path.join(data_root, cls.base_folder)
         files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
@@ -43,11 +43,11 @@ def _build(cls, name, data_root, download):
             f"{folder} holds {', '.join(files)}.") from None
 
 
-def cifar10(data_root, download=True):
-    """Train and test sets of CIFAR-10 under ``<data_root>/cifar-10-batches-py``."""
-    return _build(datasets.CIFAR10, "CIFAR-10", data_root, download)
+def cifar10(data_root, download=True, train=True):
+    """The train or test set of CIFAR-10 under ``<data_root>/cifar-10-batches-py``."""
+    return _build(datasets.CIFAR10, "CIFAR-10", data_root, download, train)
 
 
-def cifar100(data_root, download=True):
-    """Train and test sets of CIFAR-100 under ``<data_root>/cifar-100-python``."""
-    return _build(datasets.CIFAR100, "CIFAR-100", data_root, download)
+def cifar100(data_root, download=True, train=True):
+    """The train or test set of CIFAR-100 under ``<data_root>/cifar-100-python``."""
+    return _build(datasets.CIFAR100, "CIFAR-100", data_root, download, train)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 MEAN, STD = (0.1307,), (0.3081,)
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -19,16 +19,14 @@ def mnist_transform():
                                transforms.Normalize(MEAN, STD)])
 
 
-def mnist(data_root, download=True):
-    """Train and test sets of MNIST under ``<data_root>/MNIST``.
+def mnist(data_root, download=True, train=True):
+    """The train or test set of MNIST under ``<data_root>/MNIST``.
 
     Downloads when the files are missing and the network allows; archives already in
     ``MNIST/raw`` are checked against their MD5s and extracted without a download.
     """
     try:
-        return tuple(datasets.MNIST(data_root, train=train, download=download,
-                                    transform=mnist_transform())
-                     for train in (True, False))
+        return datasets.MNIST(data_root, train=train, download=download, transform=mnist_transform())
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         raw = os.path.join(data_root, "MNIST", "raw")
         raise UserError(
@@ -69,5 +67,5 @@ class Digits(Dataset):
         return self.data[i], self.targets[i]
 
 
-def digits(data_root=None, download=False):
-    return Digits(train=True), Digits(train=False)
+def digits(data_root=None, download=False, train=True):
+    return Digits(train=train)

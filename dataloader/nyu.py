@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 from . import seg_transforms
 from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
@@ -104,8 +104,9 @@ class NYUv2(seg_transforms.LabelledImages):
         return cls.cmap[(label + 1) % 256]
 
 
-def nyuv2(data_root, download=True, crop_size=128, resize=256):
-    """Train (random crop and flip) and test sets of NYUv2 in ``data_root``.
+def nyuv2(data_root, download=True, train=True, crop_size=128, resize=256):
+    """The train (random crop and flip) or test set of NYUv2 in ``data_root``.
     ``download`` is ignored: NYUv2 has no automatic download."""
-    return (NYUv2(data_root, "train", seg_transforms.train_transform(crop_size, resize)),
-            NYUv2(data_root, "test", seg_transforms.test_transform(resize)))
+    if train:
+        return NYUv2(data_root, "train", seg_transforms.train_transform(crop_size, resize))
+    return NYUv2(data_root, "test", seg_transforms.test_transform(resize))

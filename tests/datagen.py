@@ -165,3 +165,8 @@ def write_nyu(tmp_path):
         split = "train" if idx in TRAIN_IDX else "test"
         save(label, str(meta / f"{split}_labels_13" / f"new_nyu_class13_{idx:04d}.png"))
     return tmp_path
+
+
+def both_splits(builder, *args, **kwargs):
+    """(train set, test set) from a dataloader builder ``(data_root, ..., train=...)``."""
+    return builder(*args, train=True, **kwargs), builder(*args, train=False, **kwargs)

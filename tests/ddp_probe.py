@@ -11,7 +11,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils import cli, dfad, distributed, supervised  # noqa: E402
+from utils.engine import dfad, supervised  # noqa: E402
+from utils.runtime import cli, distributed  # noqa: E402
 
 out_dir, script, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 

@@ -8,9 +8,9 @@ from PIL import Image
 from torchvision import datasets
 
 from dataloader import caltech, cifar
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
-from datagen import CALTECH, accept_generated_cifar, load_split_module, write_caltech, write_cifar
+from datagen import both_splits, CALTECH, accept_generated_cifar, load_split_module, write_caltech, write_cifar
 
 
 # --- CIFAR ------------------------------------------------------------------------
@@ -35,7 +35,7 @@ CIFARS = [(cifar.cifar10, datasets.CIFAR10, 10), (cifar.cifar100, datasets.CIFAR
 def test_cifar_reads_generated_set(tmp_path, monkeypatch, no_network, build, cls, num_classes):
     written, checksums = write_cifar(tmp_path, cls)
     accept_generated_cifar(monkeypatch, cls, checksums)
-    train_set, test_set = build(str(tmp_path))
+    train_set, test_set = both_splits(build, str(tmp_path))
     assert not no_network  # the files passed the check, so nothing was downloaded
     assert (len(train_set), len(test_set)) == (20, 10)
     assert len(train_set.classes) == num_classes
@@ -78,7 +78,7 @@ split_caltech101 = load_split_module()
 def test_caltech_split_and_load(tmp_path):
     write_caltech(tmp_path)
     split_caltech101.split(tmp_path / "caltech101")
-    train_set, test_set = caltech.caltech101(str(tmp_path))
+    train_set, test_set = both_splits(caltech.caltech101, str(tmp_path))
     assert train_set.classes == test_set.classes == ["Faces", "ant", "zebra"]  # no background
     n = sum(v for k, v in CALTECH.items() if k != "BACKGROUND_Google")
     assert len(test_set) == 2 + 2 + 2 and len(train_set) + len(test_set) == n

@@ -10,9 +10,9 @@ from PIL import Image
 from dataloader import seg_transforms
 from dataloader.camvid import CamVid, camvid
 from dataloader.nyu import NYUv2, nyuv2
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
-from datagen import H, W, N_IMAGES, TEST_IDX, TRAIN_IDX, colour_of, random_label, save, write_camvid, write_nyu  # noqa: F401
+from datagen import both_splits, H, W, N_IMAGES, TEST_IDX, TRAIN_IDX, colour_of, random_label, save, write_camvid, write_nyu  # noqa: F401
 
 @pytest.fixture
 def camvid_root(tmp_path):
@@ -37,7 +37,7 @@ def recover_label(image):
 def test_camvid_lengths_and_splits(camvid_root):
     assert [len(CamVid(str(camvid_root), s)) for s in ("train", "val", "test", "trainval")] \
         == [6, 2, 3, 8]
-    train, test = camvid(str(camvid_root), crop_size=32, resize=48)
+    train, test = both_splits(camvid, str(camvid_root), crop_size=32, resize=48)
     assert (len(train), len(test)) == (6, 3)
 
 
@@ -52,7 +52,7 @@ def test_camvid_void_mapping(camvid_root):
 
 
 def test_camvid_test_transform_shapes(camvid_root):
-    _, test = camvid(str(camvid_root), crop_size=32, resize=20)
+    _, test = both_splits(camvid, str(camvid_root), crop_size=32, resize=20)
     image, label = test[0]
     assert image.shape == (3, 20, 30) and image.dtype == torch.float32
     assert label.shape == (20, 30) and label.dtype == torch.int64
@@ -69,7 +69,7 @@ def void_to_ignore(stored):
 # image and label aligned pixel for pixel.
 @pytest.mark.parametrize("crop", [16, 64])  # a crop inside the image / one padded
 def test_train_transform_keeps_image_and_label_aligned(camvid_root, crop):
-    train, _ = camvid(str(camvid_root), crop_size=crop, resize=H)
+    train, _ = both_splits(camvid, str(camvid_root), crop_size=crop, resize=H)
     torch.manual_seed(0)
     for _ in range(4):
         for i in range(len(train)):
@@ -85,7 +85,7 @@ def test_train_transform_keeps_image_and_label_aligned(camvid_root, crop):
 def test_resize_keeps_labels_with_their_pixels(camvid_root):
     """Labels are resized with NEAREST: no blended class ids, and wherever the bilinear
     image is unblended (block interiors) its colour and the label agree."""
-    _, test = camvid(str(camvid_root), resize=2 * H)
+    _, test = both_splits(camvid, str(camvid_root), resize=2 * H)
     for i in range(len(test)):
         image, label = test[i]
         assert label.shape == (2 * H, 2 * W)
@@ -168,7 +168,7 @@ def test_nyu_lengths_and_pairing(nyu_root):
 
 
 def test_nyu_builder_transforms(nyu_root):
-    train, test = nyuv2(str(nyu_root), crop_size=16, resize=20)
+    train, test = both_splits(nyuv2, str(nyu_root), crop_size=16, resize=20)
     image, label = train[0]
     assert image.shape == (3, 16, 16) and label.shape == (16, 16)
     assert image.dtype == torch.float32 and label.dtype == torch.int64

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.loss import FocalLoss
-from utils.stream_metrics import StreamSegMetrics
+from utils.engine.losses import FocalLoss
+from utils.metrics.segmentation import StreamSegMetrics
 
 # 3 classes. Truth / prediction pairs, pixel by pixel (255 and 7 in truth are ignored):
 TRUE = np.array([[0, 0, 0, 1, 1, 255],

@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.hub
 
-from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
-from utils.misc import UserError
+from network.segmentation import PretrainedWeightsUnavailable, deeplabv3_mobilenet, deeplabv3_resnet50
 
 MANIFESTS = Path(__file__).parent / "manifests"
 BUILDERS = {"deeplabv3_resnet50": deeplabv3_resnet50, "deeplabv3_mobilenet": deeplabv3_mobilenet}
@@ -85,7 +84,7 @@ def test_failed_download_raises_user_error(arch, tmp_path, monkeypatch):
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(UserError) as info:
+    with pytest.raises(PretrainedWeightsUnavailable) as info:
         BUILDERS[arch](num_classes=11, pretrained_backbone=True)
     message = str(info.value)
     assert "download" in message

@@ -11,7 +11,7 @@ import DFAD_cifar
 import network
 import train_teacher
 from datagen import accept_generated_cifar, load_split_module, write_caltech, write_cifar
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 TINY = ["--epochs", "1", "--batch_size", "4", "--test_batch_size", "8", "--no_visdom", "--num_workers", "0"]
 TINY_DFAD = TINY + ["--epoch_itrs", "2"]
@@ -30,6 +30,7 @@ def csv_rows(path):
         return list(csv.reader(f))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("dataset,num_classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_teacher_then_dfad(cifar_root, dataset, num_classes, capsys):
     # the reference README's commands, at tiny sizes
@@ -76,6 +77,7 @@ def caltech_root(in_tmp_dir):
     return in_tmp_dir
 
 
+@pytest.mark.smoke
 def test_caltech_teacher_then_dfad(caltech_root, capsys):
     train_teacher.main(["--dataset", "caltech101", "--num_classes", "101", "--step_size", "50",
                         "--model", "resnet34", *TINY])

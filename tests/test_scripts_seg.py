@@ -1,6 +1,7 @@
 """Segmentation teacher and DFAD scripts (CamVid, NYUv2) end to end on tiny generated data."""
 import csv
 import functools
+from types import SimpleNamespace
 from urllib.error import URLError
 
 import numpy as np
@@ -20,9 +21,10 @@ from dataloader.nyu import NYUv2, nyuv2
 from datagen import write_camvid, write_nyu
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
-from test_visdom import line_points, window
-from utils import dfad, segmentation
-from utils.misc import UserError
+from test_visdom_plots import line_points, window
+from utils.engine import dfad
+from utils.metrics.segmentation import evaluate_segmentation
+from utils.runtime.errors import UserError
 
 TINY = ["--epochs", "1", "--batch_size", "2", "--test_batch_size", "2", "--num_workers", "0"]
 TINY_DFAD = TINY + ["--epoch_itrs", "2"]
@@ -35,7 +37,7 @@ CASES = {  # dataset: (DFAD script, data set class, builder, writer, classes, RE
 
 @pytest.fixture(autouse=True)
 def small_images(monkeypatch):
-    """get_dataloader builds the sets with the real sizes (resize 256): make them small."""
+    """The loaders build the sets with the real sizes (resize 256): make them small."""
     for name, (_, _, build, *_) in CASES.items():
         info = dataloader.DATASETS[name]
         small = functools.partial(build, crop_size=32, resize=RESIZE)
@@ -49,7 +51,7 @@ def data_root(tmp_dir, dataset):
 
 
 def held_out(dataset, root):
-    return CASES[dataset][2](str(root), crop_size=32, resize=RESIZE)[1]
+    return CASES[dataset][2](str(root), train=False, crop_size=32, resize=RESIZE)
 
 
 def argv(*args):
@@ -83,6 +85,7 @@ def predict(model, image):
     return model.eval()(image[None]).argmax(1)[0]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("dataset", sorted(CASES))
 def test_teacher_then_dfad(dataset, in_tmp_dir, visdom_server, capsys):
     script, dataset_cls, _, _, num_classes, lr = CASES[dataset]
@@ -158,7 +161,7 @@ def test_reference_teacher_and_warm_start(in_tmp_dir, monkeypatch):
     # --test_only evaluates exactly those student weights.
     score = DFAD_camvid_deeplab.main(args + ["--test_only", "--save_img"])
     loader = DataLoader(held_out("camvid", root), batch_size=2)
-    assert score == segmentation.evaluate_segmentation(student, loader, torch.device("cpu"), 11)["mIoU"]
+    assert score == evaluate_segmentation(student, loader, torch.device("cpu"), 11)["mIoU"]
     image = loader.dataset[0][0]
     assert np.array_equal(np.asarray(Image.open("results/DFAD-camvid/0_student.png")),
                           CamVid.decode_target(predict(student, image)))
@@ -168,7 +171,8 @@ def test_warm_start_without_generator_file(tmp_path, capsys):
     student, generator = deeplabv3_mobilenet(11, pretrained_backbone=False), GeneratorB(nz=256, img_size=128)
     torch.save(student.state_dict(), tmp_path / "s.pt")
     before = {k: v.clone() for k, v in generator.state_dict().items()}
-    segmentation.warm_start(deeplabv3_mobilenet(11, pretrained_backbone=False), generator, str(tmp_path / "s.pt"))
+    exp = SimpleNamespace(student=deeplabv3_mobilenet(11, pretrained_backbone=False), generator=generator)
+    dfad.warm_start(exp, str(tmp_path / "s.pt"))
     assert "s-generator.pt: the generator starts afresh" in capsys.readouterr().out
     assert all(torch.equal(v, before[k]) for k, v in generator.state_dict().items())
 

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import DFAD_mnist
 import network
-from utils import dfad
-from utils.precision import Precision
+from utils.engine import dfad, game
+from utils.runtime.precision import Precision
 
 OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
     "channels_last": (True, False, None, 1e-4),
@@ -19,22 +20,22 @@ OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and upd
 
 def players():
     torch.manual_seed(0)
-    return (dfad.freeze(network.lenet.LeNet5()), network.lenet.LeNet5Half().train(),
+    return (game.freeze(network.lenet.LeNet5()), network.lenet.LeNet5Half().train(),
             network.gan.GeneratorA(nz=100, nc=1, img_size=32).train())
 
 
 def one_round(option):
     teacher, student, generator = players()
     channels_last, compile_, amp, _ = OPTIONS.get(option, (False, False, None, 0))
-    args = SimpleNamespace(channels_last=channels_last, compile=compile_, lr_S=0.1, lr_G=1e-3,
-                           weight_decay=0.0, momentum=0.9)
-    exp = SimpleNamespace(teacher=teacher, student=student, generator=generator)
+    flags = ["--lr_S", "0.1", "--weight_decay", "0"] + ["--channels_last"] * channels_last + ["--compile"] * compile_
+    args = DFAD_mnist.get_args_parser().parse_args(flags)
+    exp = SimpleNamespace(teacher=teacher, student=student, generator=generator)  # the players are all it reads
     t, s, g = dfad.prepare_models(args, exp, torch.device("cpu"))
     opt_S, opt_G = dfad.build_optimizers(args, student, generator)
     precision = Precision(amp, "cpu")
     z = torch.randn(16, 100, 1, 1, generator=torch.Generator().manual_seed(1))
-    loss_S = dfad.student_step(t, s, g, opt_S, z, precision)
-    loss_G = dfad.generator_step(t, s, g, opt_G, z, dfad.adversarial_loss_l1, precision)
+    loss_S = game.student_step(t, s, g, opt_S, z, precision)
+    loss_G = game.generator_step(t, s, g, opt_G, z, game.adversarial_loss_l1, precision)
     return loss_S.float(), loss_G.float(), copy.deepcopy(student.state_dict()), copy.deepcopy(generator.state_dict())
 
 
@@ -59,9 +60,8 @@ def test_option_matches_plain_fp32(option, plain):
 def test_fp16_uses_one_grad_scaler_per_optimizer():
     precision = Precision("fp16", "cpu")
     teacher, student, generator = players()
-    opt_S, opt_G = dfad.build_optimizers(SimpleNamespace(lr_S=0.1, lr_G=1e-3, weight_decay=0, momentum=0.9),
-                                         student, generator)
+    opt_S, opt_G = dfad.build_optimizers(DFAD_mnist.get_args_parser().parse_args([]), student, generator)
     z = torch.randn(4, 100, 1, 1)
-    dfad.student_step(teacher, student, generator, opt_S, z, precision)
-    dfad.generator_step(teacher, student, generator, opt_G, z, dfad.adversarial_loss_l1, precision)
+    game.student_step(teacher, student, generator, opt_S, z, precision)
+    game.generator_step(teacher, student, generator, opt_G, z, game.adversarial_loss_l1, precision)
     assert set(precision.state_dict()) == {"student", "generator"}

@@ -1,4 +1,4 @@
-"""utils/visdom_assets.py without the network: the mapping, safe extraction, --check, the cache."""
+"""utils/tools/install_visdom_assets.py without the network: the mapping, safe extraction, --check, the cache."""
 import io
 import os
 import tarfile
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from utils import visdom_assets as va
+from utils.tools import install_visdom_assets as va
 
 
 def unpkg_parts(url):

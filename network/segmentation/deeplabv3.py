@@ -12,7 +12,9 @@ from torchvision.models import MobileNet_V2_Weights, ResNet50_Weights, mobilenet
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation import deeplabv3 as tv_deeplabv3
 
-from utils.misc import UserError
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """The ImageNet weights of a backbone could not be downloaded; the message says what to do."""
 
 # The reference head uses rates 12, 24, 32 (torchvision's default is 12, 24, 36).
 ATROUS_RATES = (12, 24, 32)
@@ -58,13 +60,13 @@ class _PaddedInvertedResidual(nn.Module):
 
 
 def _build(builder, weights, name, pretrained, progress, **kwargs):
-    """Call a torchvision builder, turning a failed weight download into a UserError."""
+    """Call a torchvision builder, explaining a failed weight download."""
     if not pretrained:
         return builder(weights=None, **kwargs)
     try:
         return builder(weights=weights, progress=progress, **kwargs)
     except OSError as exc:  # URLError, timeouts, an unwritable cache
-        raise UserError(
+        raise PretrainedWeightsUnavailable(
             f"Could not download the ImageNet weights of the {name} backbone from {weights.url} "
             f"({exc}). Connect to the internet, put the file into {torch.hub.get_dir()}/checkpoints, "
             "or pass pretrained_backbone=False "

@@ -9,7 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .misc import UserError
+from .errors import UserError
 
 
 def world_size():
@@ -45,7 +45,6 @@ def local_batch_size(batch_size):
     return batch_size // n
 
 
-
 def all_gather_object(obj):
     """Every process's ``obj`` (tensors allowed), as a list indexed by rank."""
     if not dist.is_initialized():
@@ -57,14 +56,14 @@ def all_gather_object(obj):
     return [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
 
 
-
-def all_true(flag):
-    """``flag`` is true in every process (one tiny all-reduce; free in a world of one)."""
+def agree(*flags):
+    """Each flag AND-ed over every process, as a tuple, in one all-reduce (no
+    communication in a world of one)."""
     if not dist.is_initialized():
-        return bool(flag)
-    value = torch.tensor([1.0 if bool(flag) else 0.0])
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+        return tuple(bool(f) for f in flags)
+    values = torch.tensor([1.0 if bool(f) else 0.0 for f in flags])
+    dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return tuple(bool(v) for v in values.tolist())
 
 
 def wrap(model, device):

@@ -1,4 +1,6 @@
 """Segmentation metrics accumulated over a stream of batches in a confusion matrix."""
+import functools
+
 import numpy as np
 import torch
 
@@ -73,3 +75,20 @@ class StreamSegMetrics:
         lines.append("Class IoU:")
         lines += [f"\tclass {c}: {v:.6f}" for c, v in results["Class IoU"].items()]
         return "\n".join(lines)
+
+
+@torch.no_grad()
+def evaluate_segmentation(model, loader, device, num_classes):
+    """Mean IoU ("mIoU") and pixel accuracies over a whole loader (255 = ignored)."""
+    model.eval()
+    metrics = StreamSegMetrics(num_classes)
+    for images, targets in loader:
+        metrics.update(targets, model(images.to(device)).argmax(1))
+    results = metrics.get_results()
+    return {"mIoU": results["Mean IoU"],
+            **{k: results[k] for k in ("Overall Acc", "Mean Acc", "FreqW Acc")}}
+
+
+def segmentation_evaluator(num_classes):
+    """``evaluate_segmentation`` with the engine's ``(model, loader, device)`` signature."""
+    return functools.partial(evaluate_segmentation, num_classes=num_classes)

@@ -6,7 +6,7 @@ import visdom
 import DFAD_mnist
 import train_teacher
 from conftest import free_port
-from utils.visualizer import VisdomPlotter
+from utils.reporting.visdom import VisdomPlotter
 
 
 def window(port, env, win):

@@ -12,7 +12,7 @@ import DFAD_mnist
 import network
 import train_teacher
 from conftest import ROOT, run_script
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
 PLOTTED_GAME = ["--dataset", "digits", "--epochs", "3", "--epoch_itrs", "40", "--batch_size", "8",
                 "--log_interval", "5"]
@@ -162,7 +162,7 @@ def test_unwritable_output_folder_fails_before_training(workdir):
 
 def test_checkpoints_are_written_atomically(workdir, monkeypatch):
     """A failure while writing leaves the previous file and no temporary behind."""
-    from utils import checkpoint
+    from utils.runtime import checkpoint
     target = workdir / "model.pt"
     checkpoint.save_state_dict(network.lenet.LeNet5(), target)
     before = target.read_bytes()

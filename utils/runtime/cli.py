@@ -3,14 +3,16 @@
 Flags the reference spelled with dashes are accepted with dashes and underscores.
 """
 import argparse
+import random
 import sys
 
+import numpy as np
 import torch
 
-from .interrupt import Interrupted
+from ..reporting.visdom import DEFAULT_PORT
 from . import distributed
-from .misc import UserError, set_seed
-from .visualizer import DEFAULT_PORT
+from .errors import UserError
+from .signals import Interrupted
 
 
 def positive_int(text):
@@ -103,10 +105,29 @@ def check_num_classes(args, expected):
     args.num_classes = expected
 
 
-def dfad_parser(description, *, dataset, datasets, model, models, batch_size, test_batch_size,
-                epochs, lr_S, lr_G, weight_decay, nz, step_size, ckpt_help, epoch_itrs=50):
+def teacher_checkpoint(dataset, model):
+    """Where a teacher is saved and where the DFAD scripts look for it (the reference's names)."""
+    return f"checkpoint/teacher/{dataset}-{model}.pt"
+
+
+class DFADArgumentParser(argparse.ArgumentParser):
+    """Fills in ``--ckpt`` from ``--dataset`` once parsing is done (argparse defaults
+    cannot depend on another flag), so parsed arguments are always complete."""
+
+    teacher_model = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, rest = super().parse_known_args(args, namespace)
+        if parsed.ckpt is None:
+            parsed.ckpt = teacher_checkpoint(parsed.dataset, self.teacher_model)
+        return parsed, rest
+
+
+def dfad_parser(description, *, dataset, datasets, model, models, teacher_model, batch_size,
+                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50):
     """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
-    parser = new_parser(description)
+    parser = DFADArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser.teacher_model = teacher_model
     add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
                     weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size)
     parser.add_argument("--epoch_itrs", type=positive_int, default=epoch_itrs,
@@ -115,22 +136,40 @@ def dfad_parser(description, *, dataset, datasets, model, models, batch_size, te
     parser.add_argument("--lr_G", type=positive_float, default=lr_G, help="generator learning rate (Adam)")
     parser.add_argument("--model", default=model, choices=models, help="student network")
     parser.add_argument("--nz", type=positive_int, default=nz, help="size of the generator's noise vector")
-    parser.add_argument("--ckpt", default=None, help=f"teacher checkpoint (default: {ckpt_help})")
+    parser.add_argument("--ckpt", default=None, help="teacher checkpoint (default: "
+                        f"{teacher_checkpoint('<dataset>', teacher_model)})")
     return parser
+
+
+def add_segmentation_args(parser, *, data_root):
+    """What the segmentation DFAD scripts add: their data folder, --stu_ckpt, --save_img."""
+    parser.set_defaults(data_root=data_root)
+    parser.add_argument("--stu_ckpt", default=None,
+                        help="student weights to start from (and <stu_ckpt without .pt>-generator.pt "
+                             "where it exists); with --test_only, the student to evaluate")
+    parser.add_argument("--save_img", action="store_true",
+                        help="write inputs, targets, teacher and student predictions of the test set "
+                             "to results/DFAD-<dataset>/")
+    return parser
+
+
+def set_seed(seed):
+    """Seed python, numpy and torch (every device) from one number."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def setup(args):
     """Join the process group (under torchrun), print the run's arguments, seed every
     RNG and pick the device."""
-    device = distributed.init(args.no_cuda)  # joins the process group under torchrun
-    distributed.local_batch_size(args.batch_size)  # fail now if the batch cannot be split
+    device = distributed.init(args.no_cuda)
     if distributed.is_main():
         print(args, flush=True)
     set_seed(args.seed)
-    deterministic = getattr(args, "deterministic", False)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
+        torch.backends.cudnn.benchmark = not args.deterministic
+    if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return device
 

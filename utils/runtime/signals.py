@@ -24,6 +24,12 @@ class GracefulStop:
     def requested(self):
         return self.signum is not None
 
+    def follow(self, others_go_on):
+        """Adopt a stop requested in another process (``others_go_on`` false): every
+        process then saves and exits as if it had received SIGTERM itself."""
+        if not others_go_on and self.signum is None:
+            self.signum = signal.SIGTERM
+
     def _handle(self, signum, frame):
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt

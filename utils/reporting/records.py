@@ -1,12 +1,10 @@
-"""Console lines and the per-run CSV log."""
+"""Run records: console lines, the per-run CSV row and the JSON run summaries."""
 import csv
 import io
 import json
 import os
 
-from torchvision.utils import save_image
-
-from .misc import UserError
+from ..runtime.errors import UserError
 
 
 def format_seconds(seconds):
@@ -69,12 +67,6 @@ def read_run_records(path):
         return []
     with open(path) as f:
         return json.load(f)
-
-
-def save_grid(images, path, nrow=8):
-    """Images in [0, 1] as one PNG grid."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2)
 
 
 def read_csv_rows(path):

@@ -8,8 +8,8 @@ package tarballs with ``npm pack`` (kept in a cache folder), extracts just the f
 visdom wants under the names it wants, and writes ``static/version.built``; visdom then
 starts without touching the network.
 
-    python -m utils.visdom_assets            # install what is missing (idempotent)
-    python -m utils.visdom_assets --check    # report what is missing; exit 1 if anything is
+    python -m utils.tools.install_visdom_assets            # install what is missing (idempotent)
+    python -m utils.tools.install_visdom_assets --check    # report what is missing; exit 1 if anything is
 
 Which files visdom wants is read from its own ``visdom/server/build.py``. The list lives
 in local variables of ``download_scripts()`` (``ext_files``, ``cdnjs_url``,
@@ -225,7 +225,7 @@ def _npm_pack(spec, workdir):
             "npm is not installed, and visdom's page needs files that are not in the cache "
             f"(starting with {spec}). Install Node.js and npm (Debian/Ubuntu: apt-get install -y npm), "
             "or put the package tarballs (npm pack <package>@<version> on a machine with access "
-            "to registry.npmjs.org) into the --cache folder, then run python -m utils.visdom_assets again.")
+            "to registry.npmjs.org) into the --cache folder, then run python -m utils.tools.install_visdom_assets again.")
     env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
                npm_config_audit="false")
     try:
@@ -240,7 +240,7 @@ def _npm_pack(spec, workdir):
             f"Could not fetch {spec} from the npm registry with `npm pack` ({detail}). Check that this "
             "machine reaches the registry (npm config get registry; a proxy is set with "
             "npm config set proxy ...), or put the tarball into the --cache folder by hand, "
-            "then run python -m utils.visdom_assets again.")
+            "then run python -m utils.tools.install_visdom_assets again.")
 
 
 def fetch_tarball(package, version, cache_dir):
@@ -361,7 +361,7 @@ def install(static_dir=None, cache_dir=DEFAULT_CACHE, build_py=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m utils.visdom_assets",
+        prog="python -m utils.tools.install_visdom_assets",
         description="Install visdom's web-page scripts, styles and fonts from the npm registry, "
                     "so that python -m visdom.server starts and serves its page offline.")
     parser.add_argument("--check", action="store_true",
@@ -381,7 +381,7 @@ def main(argv=None):
                 print(f"missing: version.built = {version}")
             if todo or not built_ok:
                 print(f"{len(todo) + (not built_ok)} visdom asset(s) missing in {static_dir}; "
-                      "install them with: python -m utils.visdom_assets")
+                      "install them with: python -m utils.tools.install_visdom_assets")
                 return 1
             print(f"all visdom assets present in {static_dir} (version.built = {version})")
             return 0

@@ -1,29 +1,38 @@
-"""The min-max game: each player moves the discrepancy its way; the teacher never changes."""
-from types import SimpleNamespace
-
+"""The min-max game and its loop: each player moves the discrepancy its way; the
+teacher never changes; a run saves the best players and one CSV row."""
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import DFAD_mnist
 import network
-from utils import dfad
-from utils.metrics import evaluate_classifier
+from utils.engine import dfad, game
+from utils.metrics.classification import evaluate_classifier
+from utils.runtime.precision import Precision
+
+FP32 = Precision()
+
+
+def game_args(*flags):
+    """The DFAD MNIST script's own flags, at tiny sizes."""
+    return DFAD_mnist.get_args_parser().parse_args(
+        ["--epochs", "2", "--epoch_itrs", "3", "--batch_size", "8", "--lr_S", "0.05",
+         "--weight_decay", "5e-4", "--log_interval", "1", "--no_visdom", *flags])
 
 
 def players(seed=0):
     torch.manual_seed(seed)
-    teacher = dfad.freeze(network.lenet.LeNet5())
+    teacher = game.freeze(network.lenet.LeNet5())
     student = network.lenet.LeNet5Half().train()
     generator = network.gan.GeneratorA(nz=100, nc=1, img_size=32).train()
-    args = SimpleNamespace(lr_S=0.05, lr_G=1e-3, weight_decay=0.0, momentum=0.9)
-    optimizer_S, optimizer_G = dfad.build_optimizers(args, student, generator)
+    optimizer_S, optimizer_G = dfad.build_optimizers(game_args("--weight_decay", "0"), student, generator)
     return teacher, student, generator, optimizer_S, optimizer_G
 
 
 def discrepancy_on(teacher, student, generator, z):
     with torch.no_grad():
         fake = generator(z)
-        return dfad.discrepancy(student(fake), teacher(fake)).item()
+        return game.discrepancy(student(fake), teacher(fake)).item()
 
 
 def params(model):
@@ -37,7 +46,7 @@ def state(model):
 def test_student_steps_lower_the_discrepancy_on_a_fixed_batch():
     teacher, student, generator, optimizer_S, _ = players()
     z = torch.randn(64, 100, 1, 1)
-    losses = [dfad.student_step(teacher, student, generator, optimizer_S, z).item() for _ in range(10)]
+    losses = [game.student_step(teacher, student, generator, optimizer_S, z, FP32).item() for _ in range(10)]
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -48,7 +57,7 @@ def test_generator_step_raises_the_discrepancy_on_its_samples():
     before = discrepancy_on(teacher, student, generator, z)
     generator.train()
     for _ in range(3):
-        dfad.generator_step(teacher, student, generator, optimizer_G, z, dfad.adversarial_loss_l1)
+        game.generator_step(teacher, student, generator, optimizer_G, z, game.adversarial_loss_l1, FP32)
     generator.eval()
     assert discrepancy_on(teacher, student, generator, z) > before
 
@@ -57,38 +66,40 @@ def test_each_optimizer_only_moves_its_own_player():
     teacher, student, generator, optimizer_S, optimizer_G = players()
     z = torch.randn(16, 100, 1, 1)
     g_before = params(generator)
-    dfad.student_step(teacher, student, generator, optimizer_S, z)
+    game.student_step(teacher, student, generator, optimizer_S, z, FP32)
     assert all(torch.equal(a, b) for a, b in zip(g_before, params(generator)))
 
     s_before = params(student)
     optimizer_S.zero_grad(set_to_none=True)
-    dfad.generator_step(teacher, student, generator, optimizer_G, z, dfad.adversarial_loss_l1)
+    game.generator_step(teacher, student, generator, optimizer_G, z, game.adversarial_loss_l1, FP32)
     assert all(torch.equal(a, b) for a, b in zip(s_before, params(student)))
     assert all(p.requires_grad for p in student.parameters())  # unfrozen again afterwards
     assert all(p.grad is None for p in student.parameters())   # no wasted weight gradients
 
 
+def test_a_round_is_five_student_steps_then_one_generator_step():
+    teacher, student, generator, optimizer_S, optimizer_G = players()
+    steps = []
+    optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
+    optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
+    game.play_round(game.Players(teacher, student, generator, optimizer_S, optimizer_G), 4, 100, torch.device("cpu"))
+    assert steps == ["student"] * 5 + ["generator"]
+
+
 def test_segmentation_loss_is_negative_log_of_l1_plus_one():
     s, t = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 2.0)
-    assert dfad.adversarial_loss_log_l1(s, t).item() == pytest.approx(-torch.log(torch.tensor(3.0)).item())
-    assert dfad.adversarial_loss_l1(s, t).item() == pytest.approx(-2.0)
+    assert game.adversarial_loss_log_l1(s, t).item() == pytest.approx(-torch.log(torch.tensor(3.0)).item())
+    assert game.adversarial_loss_l1(s, t).item() == pytest.approx(-2.0)
 
 
 def tiny_experiment(tmp_path, teacher, student, generator):
     images = torch.randn(20, 1, 32, 32)
     loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (20,))), batch_size=8)
     return dfad.Experiment(
-        name="unit", teacher=teacher, student=student, generator=generator, test_loader=loader,
+        dataset="unit", student_name="tiny", teacher=teacher, student=student, generator=generator,
+        test_loader=loader,
         evaluate=evaluate_classifier, metric_name="Acc",
         student_ckpt=str(tmp_path / "s.pt"), generator_ckpt=str(tmp_path / "g.pt"))
-
-
-def game_args(**overrides):
-    args = dict(epochs=2, epoch_itrs=3, batch_size=8, nz=100, lr_S=0.05, lr_G=1e-3,
-                weight_decay=5e-4, momentum=0.9, log_interval=1, scheduler=False, test_only=False,
-                visdom_port=1, no_visdom=True)
-    args.update(overrides)
-    return SimpleNamespace(**args)
 
 
 def test_teacher_is_bit_identical_after_training(tmp_path, monkeypatch):
@@ -121,7 +132,7 @@ def test_same_seed_gives_the_same_game(tmp_path, monkeypatch):
     for _ in range(2):
         teacher, student, generator, _, _ = players(seed=3)
         torch.manual_seed(7)
-        dfad.run(game_args(epochs=1), tiny_experiment(tmp_path, teacher, student, generator),
+        dfad.run(game_args("--epochs", "1"), tiny_experiment(tmp_path, teacher, student, generator),
                  torch.device("cpu"))
         results.append(state(student))
     for k in results[0]:

@@ -50,5 +50,6 @@ def test_teacher_and_dfad_data_parallel(tmp_path):
 
 
 def test_global_batch_must_split_evenly(tmp_path):
-    result = torchrun(tmp_path, "DFAD_mnist", *DFAD[:6], "--batch_size", "7", "--no_visdom")
+    result = torchrun(tmp_path, "train_teacher", "--dataset", "digits", "--batch_size", "7", "--no_visdom")
     assert result.returncode != 0 and "cannot be split evenly over 2 processes" in result.stderr
+    assert not (tmp_path / "checkpoint").exists()  # refused before any training

@@ -1,7 +1,6 @@
 """MNIST (torchvision, files in its real on-disk layout), digits, and the loader factory."""
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.error import URLError
 
 import numpy as np
@@ -10,10 +9,11 @@ import torch
 import torchvision
 
 import dataloader
+import train_teacher
 from dataloader import mnist as mnist_module
-from utils.misc import UserError
+from utils.runtime.errors import UserError
 
-from datagen import write_mnist
+from datagen import both_splits, write_mnist
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST"
 
@@ -28,7 +28,7 @@ def no_download(monkeypatch):
 
 def test_mnist_reads_idx_files_without_network(tmp_path, no_download):
     written = write_mnist(tmp_path)
-    train, test = mnist_module.mnist(str(tmp_path), download=True)
+    train, test = both_splits(mnist_module.mnist, str(tmp_path), download=True)
     assert (len(train), len(test)) == (30, 12)
     image, label = test[3]
     assert image.shape == (1, 32, 32) and image.dtype == torch.float32
@@ -50,23 +50,22 @@ def test_missing_mnist_names_the_folder_and_files(tmp_path, no_download):
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
-    train, test = dataloader.get_datasets("digits")
+    train, test = (dataloader.get_dataset("digits", train=split) for split in (True, False))
     assert (len(train), len(test)) == (1437, 360)
     assert set(train.indices).isdisjoint(test.indices)
     assert len(set(train.indices) | set(test.indices)) == 1797
     counts = torch.bincount(test.targets, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # about 20% of every class
-    again = dataloader.get_datasets("digits")[1]
+    again = dataloader.get_dataset("digits", train=False)
     assert np.array_equal(again.indices, test.indices) and torch.equal(again.data, test.data)
     image, _ = train[0]
     assert image.shape == (1, 32, 32)
     assert torch.isclose(image.min(), torch.tensor(-0.1307 / 0.3081), atol=1e-5)  # black = 0
 
 
-def test_get_dataloader_batches():
-    args = SimpleNamespace(dataset="digits", data_root="data", batch_size=32, test_batch_size=100,
-                           num_workers=0, seed=1)
-    train_loader, test_loader = dataloader.get_dataloader(args)
+def test_loaders_batch_as_asked():
+    args = train_teacher.get_args_parser().parse_args(["--dataset", "digits", "--test_batch_size", "100"])
+    train_loader, test_loader = dataloader.get_train_loader(args, 32), dataloader.get_test_loader(args)
     images, labels = next(iter(train_loader))
     assert images.shape == (32, 1, 32, 32) and labels.shape == (32,)
     assert sum(len(y) for _, y in test_loader) == 360
@@ -79,7 +78,8 @@ def test_real_mnist(tmp_path):
     raw.mkdir(parents=True)
     for f in (SHARED_MNIST / "raw").iterdir():
         os.symlink(f, raw / f.name)
-    train, test = mnist_module.mnist(str(tmp_path), download=True)  # verified, extracted, no network
+    train, test = (mnist_module.mnist(str(tmp_path), download=True, train=split)  # verified, extracted,
+                   for split in (True, False))                                 # no network
     assert (len(train), len(test)) == (60000, 10000)
     assert torch.bincount(train.targets).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert torch.bincount(test.targets).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

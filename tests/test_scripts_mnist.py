@@ -29,6 +29,7 @@ def test_train_teacher_saves_best_and_prints_best_acc(digits_teacher, capsys):
     assert "Teacher: Acc=" in capsys.readouterr().out
 
 
+@pytest.mark.smoke
 def test_dfad_mnist_end_to_end(digits_teacher, capsys):
     best = DFAD_mnist.main(TINY_DFAD)
     out = capsys.readouterr().out

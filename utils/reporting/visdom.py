@@ -14,7 +14,7 @@ import time
 
 from torchvision.utils import make_grid
 
-from .misc import denormalize
+from .images import denormalize
 
 DEFAULT_PORT = 15550
 HTTP_TIMEOUT_S = 5.0      # visdom's client has no timeout of its own: a hung server blocks forever

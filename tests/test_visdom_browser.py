@@ -1,7 +1,7 @@
 """The visdom dashboard of a DFAD run renders in a real (headless) browser, offline.
 
 The server is started the way users start it, ``python -m visdom.server``, which works
-offline once ``python -m utils.visdom_assets`` has installed the page's scripts. Needs
+offline once ``python -m utils.tools.install_visdom_assets`` has installed the page's scripts. Needs
 npm (or a filled asset cache) and chromium; where either is missing the test fails with
 the reason (.ci/run installs both), unless DFAD_SKIP_BROWSER=1 turns that into a skip.
 DFAD_UPDATE_SCREENSHOT=1 also copies the screenshot to images/visdom-dashboard.png.
@@ -17,7 +17,7 @@ import pytest
 import DFAD_mnist
 import train_teacher
 from conftest import ROOT, free_port, wait_for_port
-from utils import visdom_assets
+from utils.tools import install_visdom_assets as visdom_assets
 
 ENV = "DFAD-digits"
 CHROMIUM_TIMEOUT_S = 90

@@ -10,17 +10,13 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed, logger
-from .interrupt import GracefulStop, Interrupted
-from .precision import Precision
-from .visualizer import VisdomPlotter
+from ..reporting import records
+from ..reporting.visdom import VisdomPlotter
+from ..runtime import checkpoint, distributed
+from ..runtime.precision import Precision
+from ..runtime.signals import GracefulStop, Interrupted
 
 RESUME_KEYS = ("dataset", "model", "num_classes")
-
-
-def teacher_checkpoint(args):
-    """Where the best teacher goes: the reference's name, which the DFAD scripts default to."""
-    return f"checkpoint/teacher/{args.dataset}-{args.model}.pt"
 
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
@@ -37,42 +33,37 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         if i % args.log_interval == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
-        if not distributed.all_true(not stop.requested):
+        stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
+        if stop.requested:
             break
     return loss.item()
 
 
-def save_last(path, args, model, optimizer, scheduler, precision, epoch, best, loader):
-    rng = distributed.all_gather_object(checkpoint.rng_state())
-    if distributed.is_main():
-        shuffle = loader.generator.get_state() if loader.generator is not None else None
-        checkpoint.atomic_save({
-            "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler else None, "scalers": precision.state_dict(),
-            "epoch": epoch, "best": best, "rng": rng, "shuffle": shuffle,
-            "world_size": distributed.world_size()}, path)
+def resumable_parts(model, optimizer, scheduler, precision):
+    """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scalers": precision}
 
 
-def restore_last(path, args, model, optimizer, scheduler, precision, loader):
-    state = checkpoint.load_last(path, args, RESUME_KEYS)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler and state["scheduler"]:
-        scheduler.load_state_dict(state["scheduler"])
-    precision.load_state_dict(state["scalers"])
+def save_last(path, args, parts, epoch, best, loader):
+    shuffle = loader.generator.get_state() if loader.generator is not None else None
+    checkpoint.save_training_state(path, args, parts, epoch=epoch, best=best, shuffle=shuffle)
+
+
+def restore_last(path, args, parts, loader):
+    state = checkpoint.restore_training_state(path, args, RESUME_KEYS, parts)
     if state["shuffle"] is not None and loader.generator is not None:
         loader.generator.set_state(state["shuffle"])
-    ranks = len(state["rng"])
-    checkpoint.set_rng_state(state["rng"][distributed.rank() % ranks])
     if distributed.is_main():
         print(f"Resumed from {path}: {state['epoch']} epochs done, best {state['best']:.4f}", flush=True)
     return state["epoch"], state["best"]
 
 
-def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, metric_name, save_path):
+def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, metric_name, save_path,
+        gamma=0.1):
     """Train ``model`` for ``args.epochs`` epochs; returns the best test metric.
 
-    ``evaluate(model, loader, device)`` returns a dict holding ``metric_name``.
+    ``evaluate(model, loader, device)`` returns a dict holding ``metric_name``; with
+    ``--scheduler`` the learning rate is multiplied by ``gamma`` every ``--step_size`` epochs.
     """
     main_process = distributed.is_main()
     last_path = save_path[:-len(".pt")] + "-last.pt"
@@ -84,12 +75,13 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, args.step_size, getattr(args, "gamma", 0.1))
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, args.step_size, gamma)
                  if args.scheduler else None)
     precision = Precision(args.amp, device)
+    parts = resumable_parts(model, optimizer, scheduler, precision)
     done, best = 0, float("-inf")
     if args.resume:
-        done, best = restore_last(last_path, args, model, optimizer, scheduler, precision, train_loader)
+        done, best = restore_last(last_path, args, parts, train_loader)
     trained = distributed.wrap(torch.compile(model) if args.compile else model, device)
 
     started = time.time()
@@ -101,9 +93,9 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
                                plotter, stop)
             if stop.requested:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
-                save_last(last_path, args, model, optimizer, scheduler, precision, epoch - 1, best, train_loader)
+                save_last(last_path, args, parts, epoch - 1, best, train_loader)
                 plotter.close()
-                raise Interrupted(stop.signum or 15, f"Stopped during epoch {epoch}; saved {last_path}. "
+                raise Interrupted(stop.signum, f"Stopped during epoch {epoch}; saved {last_path}. "
                                                      f"Resume with the same command plus --resume.")
             if scheduler:
                 scheduler.step()
@@ -114,12 +106,12 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
                     best = score
                     checkpoint.save_state_dict(model, save_path)
                 plotter.scalar(metric_name, epoch, score)
-            save_last(last_path, args, model, optimizer, scheduler, precision, epoch, best, train_loader)
+            save_last(last_path, args, parts, epoch, best, train_loader)
             if main_process:
                 elapsed = time.time() - started
-                print(f"Epoch {epoch}/{args.epochs}  loss={loss:.4f}  {logger.format_scores('test', scores)}  "
-                      f"(best {metric_name} {best:.4f})  elapsed {logger.format_seconds(elapsed)}  ETA "
-                      f"{logger.format_seconds(elapsed / (epoch - done) * (args.epochs - epoch))}", flush=True)
+                print(f"Epoch {epoch}/{args.epochs}  loss={loss:.4f}  {records.format_scores('test', scores)}  "
+                      f"(best {metric_name} {best:.4f})  elapsed {records.format_seconds(elapsed)}  ETA "
+                      f"{records.format_seconds(elapsed / (epoch - done) * (args.epochs - epoch))}", flush=True)
     plotter.close()
     if main_process:
         print(f"Best {metric_name}={best:.6f}")

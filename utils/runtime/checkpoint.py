@@ -8,7 +8,8 @@ import zipfile
 import numpy as np
 import torch
 
-from .misc import UserError
+from . import distributed
+from .errors import UserError
 
 
 def atomic_save(obj, path):
@@ -134,20 +135,68 @@ def _as_tuples(value):
 
 def check_resumable(saved_args, args, keys):
     """Refuse to resume a run under other arguments that change what is being trained."""
-    differences = [f"--{k} {saved_args.get(k)} (saved) vs {getattr(args, k, None)} (now)"
-                   for k in keys if saved_args.get(k) != getattr(args, k, None)]
+    differences = [f"--{k} {saved_args.get(k)} (saved) vs {getattr(args, k)} (now)"
+                   for k in keys if saved_args.get(k) != getattr(args, k)]
     if differences:
         raise UserError("Cannot resume: the saved run used other arguments: " + "; ".join(differences)
                         + ". Resume with the original arguments, or start a new run without --resume.")
 
 
 def load_last(path, args, keys):
-    """Load a ``last`` checkpoint written by :func:`atomic_save` for ``--resume``."""
+    """Load a ``last`` checkpoint written by :func:`save_training_state` for ``--resume``."""
     state = safe_load(path, "checkpoint to resume from",
                       hint="It is written after every epoch; run without --resume to start afresh.")
     if not isinstance(state, dict) or "args" not in state:
         raise UserError(f"{path} is not a checkpoint to resume from (it holds no run state).")
     check_resumable(state["args"], args, keys)
+    if state["world_size"] != distributed.world_size():
+        # Each process draws its own noise (DFAD) or data share (teachers) from its own RNG:
+        # another process count would be another run, not this one continued.
+        raise UserError(f"Cannot resume {path}: the saved run used {state['world_size']} processes, "
+                        f"this one {distributed.world_size()}. Resume with the same number of processes.")
+    return state
+
+
+def _state_of(holder):
+    if holder is None:
+        return None
+    if isinstance(holder, (list, tuple)):
+        return [h.state_dict() for h in holder]
+    return holder.state_dict()
+
+
+def _load_into(holder, state):
+    if holder is None or state is None:
+        return
+    if isinstance(holder, (list, tuple)):
+        for h, s in zip(holder, state):
+            h.load_state_dict(s)
+    else:
+        holder.load_state_dict(state)
+
+
+def save_training_state(path, args, holders, **progress):
+    """Write everything ``--resume`` needs, for teacher training and DFAD alike.
+
+    ``holders`` maps checkpoint keys to objects with a ``state_dict()`` (modules,
+    optimizers, schedulers, :class:`Precision`), lists of them, or None; ``progress``
+    holds plain values (epoch, best score, ...). Collective: every process calls it and
+    contributes its RNG states; the first process writes.
+    """
+    rng = distributed.all_gather_object(rng_state())
+    if not distributed.is_main():
+        return
+    atomic_save({"args": vars(args), **{key: _state_of(h) for key, h in holders.items()}, **progress,
+                 "rng": rng, "world_size": distributed.world_size()}, path)
+
+
+def restore_training_state(path, args, resume_keys, holders):
+    """Load what :func:`save_training_state` wrote into ``holders`` and this process's
+    RNGs; returns the whole saved dict (its progress values included)."""
+    state = load_last(path, args, resume_keys)
+    for key, holder in holders.items():
+        _load_into(holder, state[key])
+    set_rng_state(state["rng"][distributed.rank()])
     return state
 
 

@@ -1,0 +1,1 @@
+"""Test-set scores: each evaluator returns a dict of named scores."""

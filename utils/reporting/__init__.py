@@ -1,0 +1,1 @@
+"""What a person sees: visdom plots, CSV/JSON run records, image grids."""

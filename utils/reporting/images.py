@@ -1,0 +1,79 @@
+"""Pictures for people: de-normalised image grids (PNG files and visdom) and the
+colour-coded label maps of the segmentation experiments."""
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+
+def denormalize(images, mean, std):
+    """Undo ``transforms.Normalize`` so images can be shown in [0, 1]."""
+    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+def save_grid(images, path, nrow=8):
+    """Images in [0, 1] as one PNG grid."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2)
+
+
+def colorize(decode_target, labels):
+    """Class ids (N, H, W) -> colour-coded float images (N, 3, H, W) in [0, 1]."""
+    colours = torch.from_numpy(np.ascontiguousarray(decode_target(labels)))
+    return colours.permute(0, 3, 1, 2).float() / 255
+
+
+class PredictionPlots:
+    """``Experiment.extra_plots`` hook: colour-coded teacher and student predictions on
+    the first real test batch and on ``num_fake`` generated images from fixed noise."""
+
+    def __init__(self, nz, num_fake, seed=0):
+        # A private RNG: the fixed noise does not shift the game's random stream.
+        self.z = torch.randn(num_fake, nz, 1, 1, generator=torch.Generator().manual_seed(seed))
+        self.real = None  # (images, colour-coded target, colour-coded teacher), computed once
+
+    @torch.no_grad()
+    def __call__(self, exp, plotter, epoch, device):
+        if not plotter.enabled:
+            return
+        decode = exp.test_loader.dataset.decode_target
+        exp.student.eval()
+        exp.generator.eval()
+        if self.real is None:  # the teacher is frozen: its real predictions never change
+            images, targets = next(iter(exp.test_loader))
+            images = images.to(device)
+            self.real = images, colorize(decode, targets), colorize(decode, exp.teacher(images).argmax(1))
+        images, target, teacher = self.real
+        plotter.color_images("Real_target", target)
+        plotter.color_images("Real_teacher", teacher)
+        plotter.color_images("Real_student", colorize(decode, exp.student(images).argmax(1)))
+
+        fake = exp.generator(self.z.to(device))
+        plotter.images("Fake_images", fake, mean=exp.mean, std=exp.std)
+        plotter.color_images("Fake_teacher", colorize(decode, exp.teacher(fake).argmax(1)))
+        plotter.color_images("Fake_student", colorize(decode, exp.student(fake).argmax(1)))
+
+
+@torch.no_grad()
+def save_predictions(exp, device, folder):
+    """Write ``<i>_image.png`` (de-normalised input), ``<i>_target.png``,
+    ``<i>_teacher.png`` and ``<i>_student.png`` for every test image."""
+    os.makedirs(folder, exist_ok=True)
+    decode = exp.test_loader.dataset.decode_target
+    exp.teacher.eval()
+    exp.student.eval()
+    index = 0
+    for images, targets in exp.test_loader:
+        inputs = denormalize(images, exp.mean, exp.std).mul(255).round().byte().permute(0, 2, 3, 1)
+        images = images.to(device)
+        pictures = {"image": inputs.numpy(), "target": decode(targets),
+                    "teacher": decode(exp.teacher(images).argmax(1)),
+                    "student": decode(exp.student(images).argmax(1))}
+        for k in range(len(targets)):
+            for name, batch in pictures.items():
+                Image.fromarray(batch[k]).save(os.path.join(folder, f"{index + k}_{name}.png"))
+        index += len(targets)

@@ -1,0 +1,1 @@
+"""Run plumbing: flags, processes and devices, checkpoints and resume, clean stops, precision."""

@@ -1,0 +1,1 @@
+"""Commands run by hand, not imported by the scripts."""
