@@ -12,8 +12,8 @@ from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from utils.engine import dfad
 from utils.engine.game import adversarial_loss_log_l1
 from utils.metrics.segmentation import segmentation_evaluator
-from utils.reporting.images import PredictionPlots, save_predictions
-from utils.runtime import checkpoint, cli, distributed
+from utils.reporting.images import PredictionPlots
+from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = 13
 
@@ -42,15 +42,8 @@ def main(argv=None):
         test_loader=get_test_loader(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
         adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
-        test_only_ckpt=args.stu_ckpt or "")
-    if args.stu_ckpt and not args.test_only:
-        dfad.warm_start(experiment, args.stu_ckpt)
-    best = dfad.run(args, experiment, device)
-    if args.save_img and distributed.is_main():
-        if not args.test_only:  # the game ends on its last student: show the best one
-            dfad.load_best_student(experiment)
-        save_predictions(experiment, device, f"results/DFAD-{args.dataset}")
-    return best
+        start_from=args.stu_ckpt or "", predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")
+    return dfad.run(args, experiment, device)
 
 
 if __name__ == "__main__":

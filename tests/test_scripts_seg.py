@@ -145,13 +145,15 @@ def test_reference_teacher_and_warm_start(in_tmp_dir, monkeypatch):
     args = argv("--stu_ckpt", "warm.pt", "--data_root", root, "--no_visdom", *TINY_DFAD)
 
     # The players the game starts from: the published teacher, the given student and generator.
+    class Started(Exception):
+        pass
     seen = {}
 
     def record(args, exp, device):
         seen["exp"] = exp
-        return 0.0
-    with monkeypatch.context() as m:
-        m.setattr(dfad, "run", record)
+        raise Started
+    with monkeypatch.context() as m, pytest.raises(Started):
+        m.setattr(dfad, "build_game", record)
         DFAD_camvid_deeplab.main(args)
     exp = seen["exp"]
     for model, expected in ((exp.teacher, teacher), (exp.student, student.state_dict()),

@@ -17,7 +17,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..reporting import records
-from ..reporting.images import denormalize, save_grid
+from ..reporting.images import denormalize, save_grid, save_predictions
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed
 from ..runtime.errors import UserError
@@ -51,13 +51,14 @@ class Experiment:
     extra_plots: List[Callable] = field(default_factory=list)  # (exp, plotter, epoch, device) hooks
     student_ckpt: str = ""          # set only to override the reference's names
     generator_ckpt: str = ""
-    test_only_ckpt: str = ""        # the student --test_only evaluates (default: student_ckpt)
+    start_from: str = ""            # --stu_ckpt: student (and generator beside it) to start from;
+                                    # with --test_only, the student to evaluate
+    predictions_folder: str = ""    # --save_img: write the best student's test predictions here
 
     def __post_init__(self):
         # The reference's checkpoint names, decided here once for every script.
         self.student_ckpt = self.student_ckpt or f"checkpoint/student/{self.dataset}-{self.student_name}.pt"
         self.generator_ckpt = self.generator_ckpt or self.student_ckpt[:-len(".pt")] + "-generator.pt"
-        self.test_only_ckpt = self.test_only_ckpt or self.student_ckpt
 
     @property
     def last_ckpt(self):
@@ -225,15 +226,10 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def load_best_student(exp):
-    """Put the best student saved by the run into ``exp.student`` (the game ends on its last one)."""
-    return checkpoint.load_weights(exp.student, exp.student_ckpt, "student checkpoint")
-
-
 def test_only(exp, device, plotter):
     """Evaluate a saved student instead of training one."""
     exp.student.to(device)
-    checkpoint.load_weights(exp.student, exp.test_only_ckpt, "student checkpoint",
+    checkpoint.load_weights(exp.student, exp.start_from or exp.student_ckpt, "student checkpoint",
                             hint="Run this script without --test_only first.")
     scores = exp.evaluate(exp.student, exp.test_loader, device)
     print(records.format_scores("Student", scores))
@@ -286,10 +282,15 @@ def run(args, exp, device):
         teacher_scores = exp.evaluate(exp.teacher, exp.test_loader, device)
         print(records.format_scores("Teacher", teacher_scores), flush=True)
     if args.test_only:
-        return test_only(exp, device, plotter) if main_process else None
+        score = test_only(exp, device, plotter) if main_process else None
+        if exp.predictions_folder and main_process:
+            save_predictions(exp, device, exp.predictions_folder)
+        return score
 
     if main_process:
         checkpoint.ensure_writable(*{os.path.dirname(exp.student_ckpt) or ".", "log"})
+    if exp.start_from:
+        warm_start(exp, exp.start_from)
     game = build_game(args, exp, device)
     if args.resume:
         restore_last(args, exp, game, device)
@@ -316,4 +317,7 @@ def run(args, exp, device):
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
             "args": vars(args)})
         print(f"Best {exp.metric_name}={game.best:.6f}")
+        if exp.predictions_folder:  # the game ends on its last student: show the best one
+            checkpoint.load_weights(exp.student, exp.student_ckpt, "student checkpoint")
+            save_predictions(exp, device, exp.predictions_folder)
     return game.best
