@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from utils.interrupt import ignore_stop_signals
+
 from . import caltech as _caltech
 from . import camvid as _camvid
 from . import cifar as _cifar
@@ -46,7 +48,8 @@ def get_dataloader(args):
     train_set, test_set = info.build(args.data_root, True)
     workers = 0 if info.in_memory else getattr(args, "num_workers", 2)
     use_cuda = torch.cuda.is_available() and not getattr(args, "no_cuda", False)
-    common = dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
+    common = dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0,
+                  worker_init_fn=ignore_stop_signals if workers else None)
     seed = getattr(args, "seed", 1)
     if dist.is_initialized():  # torchrun: each process reads its own share of every epoch
         sampler = DistributedSampler(train_set, shuffle=True, seed=seed)

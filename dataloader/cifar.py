@@ -14,6 +14,8 @@ from torchvision import datasets, transforms
 
 from utils.misc import UserError
 
+from .checks import check_labels
+
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
@@ -29,7 +31,7 @@ def test_transform():
 
 def _build(cls, name, data_root, download):
     try:
-        return (cls(data_root, train=True, download=download, transform=train_transform()),
+        sets = (cls(data_root, train=True, download=download, transform=train_transform()),
                 cls(data_root, train=False, download=download, transform=test_transform()))
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         folder = os.path.join(data_root, cls.base_folder)
@@ -41,6 +43,11 @@ def _build(cls, name, data_root, download):
             f"https://www.cs.toronto.edu/~kriz/cifar.html and put it in {data_root} (it is "
             f"checked and extracted on the next run), or extract it there yourself so that "
             f"{folder} holds {', '.join(files)}.") from None
+    num_classes = 100 if cls is datasets.CIFAR100 else 10
+    for dataset in sets:
+        check_labels(dataset.targets, num_classes, os.path.join(data_root, cls.base_folder),
+                     fix=f"Extract {cls.filename} again.")
+    return sets
 
 
 def cifar10(data_root, download=True):
