@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -20,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, distributed, logger
+from . import checkpoint, distributed, divergence, logger, preflight
 from .interrupt import GracefulStop, Interrupted
 from .misc import UserError, denormalize
 from .precision import Precision
@@ -133,6 +134,7 @@ class Game:
     iteration: int = 0              # completed iterations of the next epoch (after an interruption)
     best: float = -math.inf
     history: list = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
 
 
 def check_finite(epoch, i, loss_S, loss_G):
@@ -142,7 +144,8 @@ def check_finite(epoch, i, loss_S, loss_G):
         raise UserError(
             f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"
             f"{where}. Nothing was saved from this epoch, so the last good checkpoints are intact. "
-            f"Lower --lr_S / --lr_G, or resume from the last good epoch with --resume.")
+            f"Resume from the last good epoch with --resume and a lower --lr_S / --lr_G (changed "
+            f"learning rates take effect on resume), or start again with lower ones.")
 
 
 def train_epoch(args, game, adversarial_loss, device, epoch, plotter, stop):
@@ -260,11 +263,12 @@ def save_last(args, exp, game):
         "schedulers": [s.state_dict() for s in game.schedulers], "scalers": game.precision.state_dict(),
         "epoch": game.epoch, "iteration": game.iteration, "best": game.best, "history": game.history,
         "fixed_z": game.fixed_z.cpu(), "rng": rng, "world_size": distributed.world_size(),
+        "run_id": game.run_id,
     }, exp.last_ckpt)
 
 
 def restore_last(args, exp, game, device):
-    state = checkpoint.load_last(exp.last_ckpt, args, RESUME_KEYS)
+    state = checkpoint.load_last(exp.last_ckpt, args, RESUME_KEYS, checkpoint.DFAD_LAST)
     exp.student.load_state_dict(state["student"])
     exp.generator.load_state_dict(state["generator"])
     game.optimizer_S.load_state_dict(state["optimizer_S"])
@@ -275,6 +279,10 @@ def restore_last(args, exp, game, device):
     game.epoch, game.iteration = state["epoch"], state["iteration"]
     game.best, game.history = state["best"], list(state["history"])
     game.fixed_z = state["fixed_z"].to(device)
+    game.run_id = state.get("run_id", game.run_id)
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (game.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
+        (game.optimizer_G, {"lr_G": "lr"})], game.schedulers, announce=distributed.is_main())
     if state["world_size"] != distributed.world_size():
         raise UserError(f"Cannot resume: the saved run used {state['world_size']} processes, this one "
                         f"{distributed.world_size()}. Resume with the same number of processes.")
@@ -336,21 +344,27 @@ def run(args, exp, device):
     plotter.table("Arguments", vars(args))
     exp.teacher.to(device)
     freeze(exp.teacher)
+    divergence.check_teacher(exp.teacher, exp.test_loader, device, getattr(args, "ckpt", None))
     if main_process:
         teacher_scores = exp.evaluate(exp.teacher, exp.test_loader, device)
         print(logger.format_scores("Teacher", teacher_scores), flush=True)
     if args.test_only:
         return test_only(args, exp, device, plotter) if main_process else None
 
+    log_csv, log_json = f"log/DFAD-{exp.name}.csv", f"log/DFAD-{exp.name}.json"
     if main_process:
-        checkpoint.ensure_writable(*{os.path.dirname(exp.student_ckpt) or ".", "log"})
+        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt], logs=[log_csv, log_json],
+                                folders=[os.path.join("results", f"DFAD-{exp.name}", "samples")])
     game = build_game(args, exp, device)
     if getattr(args, "resume", False):
-        restore_last(args, exp, game, device)
+        with checkpoint.resume_errors(exp.last_ckpt):
+            restore_last(args, exp, game, device)
 
     started, first_epoch = time.time(), game.epoch + 1
     with GracefulStop() as stop:
         for epoch in range(first_epoch, args.epochs + 1):
+            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {exp.last_ckpt}. "
+                                    f"Resume with the same command plus --resume.")  # e.g. during evaluation
             epoch_start = time.time()
             losses = train_epoch(args, game, exp.adversarial_loss, device, epoch, plotter, stop)
             if stop.requested:
@@ -364,10 +378,9 @@ def run(args, exp, device):
 
     plotter.close()
     if main_process:
-        logger.append_csv_row(f"log/DFAD-{exp.name}.csv", game.history)
-        logger.append_run_record(f"log/DFAD-{exp.name}.json", {
+        logger.log_run(log_csv, log_json, game.history, {
             "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
-            "args": vars(args)})
+            "args": vars(args), "run_id": game.run_id})
         print(f"Best {exp.metric_name}={game.best:.6f}")
     return game.best

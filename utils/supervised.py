@@ -4,13 +4,12 @@ SGD with momentum, an optional StepLR, the best model saved as a bare state_dict
 format of the published teachers), a ``last`` checkpoint after every epoch for
 ``--resume``, a clean stop on SIGINT/SIGTERM, and data-parallel runs under torchrun.
 """
-import os
 import time
 
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed, logger
+from . import checkpoint, distributed, divergence, logger, preflight
 from .interrupt import GracefulStop, Interrupted
 from .precision import Precision
 from .visualizer import VisdomPlotter
@@ -54,12 +53,15 @@ def save_last(path, args, model, optimizer, scheduler, precision, epoch, best, l
 
 
 def restore_last(path, args, model, optimizer, scheduler, precision, loader):
-    state = checkpoint.load_last(path, args, RESUME_KEYS)
+    state = checkpoint.load_last(path, args, RESUME_KEYS, checkpoint.TEACHER_LAST)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler and state["scheduler"]:
         scheduler.load_state_dict(state["scheduler"])
     precision.load_state_dict(state["scalers"])
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (optimizer, {"lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay"})],
+        [scheduler] if scheduler else [], announce=distributed.is_main())
     if state["shuffle"] is not None and loader.generator is not None:
         loader.generator.set_state(state["shuffle"])
     ranks = len(state["rng"])
@@ -77,7 +79,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     main_process = distributed.is_main()
     last_path = save_path[:-len(".pt")] + "-last.pt"
     if main_process:
-        checkpoint.ensure_writable(os.path.dirname(save_path) or ".")
+        preflight.check_outputs(files=[save_path, last_path])
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
@@ -89,16 +91,20 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     precision = Precision(args.amp, device)
     done, best = 0, float("-inf")
     if args.resume:
-        done, best = restore_last(last_path, args, model, optimizer, scheduler, precision, train_loader)
+        with checkpoint.resume_errors(last_path):
+            done, best = restore_last(last_path, args, model, optimizer, scheduler, precision, train_loader)
     trained = distributed.wrap(torch.compile(model) if args.compile else model, device)
 
     started = time.time()
     with GracefulStop() as stop:
         for epoch in range(done + 1, args.epochs + 1):
+            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {last_path}. "
+                                    f"Resume with the same command plus --resume.")  # e.g. during evaluation
             if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: a new shuffle per epoch
                 train_loader.sampler.set_epoch(epoch)
             loss = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
                                plotter, stop)
+            divergence.check_teacher_training(model, loss, epoch)
             if stop.requested:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
                 save_last(last_path, args, model, optimizer, scheduler, precision, epoch - 1, best, train_loader)
