@@ -155,6 +155,7 @@ def plant_folder(path):
 OUTPUTS = {
     "folder where the CSV log goes": (lambda: plant_folder(CSV), CSV),
     "corrupt JSON record": (lambda: os.makedirs("log") or open(JSON, "w").write('[{"best": 0.9'), JSON),
+    "corrupt CSV log": (lambda: os.makedirs("log") or open(CSV, "w").write("0.5,0.6\n<html>\n"), CSV),
     "file named results": (lambda: open("results", "w").close(), "results"),
     "folder where -last.pt goes": (lambda: plant_folder(LAST), LAST),
     "folder where the student goes": (lambda: plant_folder(LAST.replace("-last", "")), STUDENT_DIR),
@@ -165,8 +166,9 @@ OUTPUTS = {
 def test_unwritable_output_fails_before_training(workdir, capsys, case):
     plant, named = OUTPUTS[case]
     plant()
+    csv_before = open(CSV).read() if os.path.isfile(CSV) else None
     assert_refused(run_main(DFAD_mnist.main, GAME, capsys), named)
-    assert not os.path.exists(CSV) or os.path.isdir(CSV)  # no row appended
+    assert (open(CSV).read() if os.path.isfile(CSV) else None) == csv_before  # no row appended
     assert not os.path.isfile(LAST)
 
 
@@ -277,7 +279,8 @@ def test_out_of_range_mnist_labels_are_named(workdir, capsys):
     assert_refused(result, os.path.join("data", "MNIST", "raw", labels.name), "outside 0-9")
 
 
-@pytest.mark.parametrize("content", [b"", b"<html>not an image</html>", "truncated"])
+@pytest.mark.parametrize("content", [b"", b"<html>not an image</html>", "truncated"],
+                         ids=["empty", "html", "truncated"])
 def test_damaged_image_is_named_even_from_a_loader_worker(tmp_path, capsys, content):
     from datagen import load_split_module, write_caltech
     from dataloader.caltech import Caltech101
