@@ -321,19 +321,19 @@ def ensure_writable(*folders):
             os.close(fd)
             os.remove(probe)
         except (FileExistsError, NotADirectoryError):
-            raise UserError(f"Cannot write to the output folder {folder}: a file is in the way "
-                            f"({_first_file(folder)} is a file, not a folder). Move it away, or run "
-                            f"from another directory.") from None
+            raise blocked_folder(folder) from None
         except OSError as e:
             raise UserError(f"Cannot write to the output folder {folder}: {e.strerror}. Run from a "
                             f"folder you can write to, or fix its permissions.") from None
 
 
-def _first_file(folder):
-    """The part of ``folder``'s path that exists as something other than a folder."""
+def blocked_folder(folder):
+    """The error for an output folder that a file stands in the way of, or None."""
     parts, path = os.path.normpath(folder).split(os.sep), ""
     for part in parts:
         path = os.path.join(path, part) if path else (part or os.sep)
         if os.path.lexists(path) and not os.path.isdir(path):
-            return path
-    return folder
+            return UserError(f"Cannot write to the output folder {folder}: a file is in the way "
+                             f"({path} is a file, not a folder). Move it away, or run from another "
+                             f"directory.")
+    return None

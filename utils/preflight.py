@@ -20,9 +20,13 @@ def check_outputs(files=(), logs=(), folders=()):
         check_file_target(path)
     for path in logs:
         read_log(path)
-    parents = {os.path.dirname(p) or "." for p in (*files, *logs)}
-    checkpoint.ensure_writable(*sorted(parents | set(folders)))
-    for folder in sorted(parents | set(folders)):
+    folders = sorted({os.path.dirname(p) or "." for p in (*files, *logs)} | set(folders))
+    for folder in folders:  # all checked before any is created
+        error = checkpoint.blocked_folder(folder)
+        if error:
+            raise error
+    checkpoint.ensure_writable(*folders)
+    for folder in folders:
         atomic.sweep_stale(folder)
 
 
