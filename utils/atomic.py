@@ -6,8 +6,10 @@ never written through) and renamed over the target. Temporary names carry the wr
 process's host and pid, so a later run can remove those of processes that died
 (SIGKILL, power loss) without touching those of a run still writing.
 """
+import contextlib
 import os
 import re
+import signal
 import socket
 import tempfile
 
@@ -70,6 +72,21 @@ def write_bytes(path, write, suffix=""):
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold ``signals`` back (they are delivered on leaving) for a few renames that
+    belong together."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def remove_quietly(path):

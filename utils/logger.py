@@ -66,8 +66,9 @@ def _publish_texts(items):
             written.append((tmp, path))
             with os.fdopen(fd, "w", newline="") as f:
                 f.write(text)
-        for tmp, path in written:
-            atomic.publish(tmp, path)
+        with atomic.signals_deferred():  # a stop between two renames would log half a run
+            for tmp, path in written:
+                atomic.publish(tmp, path)
     except OSError as e:
         target = written[-1][1] if written else e.filename
         raise UserError(f"Cannot write {target}: {e.strerror}. Check that it is a file in a "
