@@ -280,9 +280,6 @@ def restore_last(args, exp, game, device):
     game.best, game.history = state["best"], list(state["history"])
     game.fixed_z = state["fixed_z"].to(device)
     game.run_id = state.get("run_id", game.run_id)
-    checkpoint.apply_changed_hyperparameters(state["args"], args, [
-        (game.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
-        (game.optimizer_G, {"lr_G": "lr"})], game.schedulers, announce=distributed.is_main())
     if state["world_size"] != distributed.world_size():
         raise UserError(f"Cannot resume: the saved run used {state['world_size']} processes, this one "
                         f"{distributed.world_size()}. Resume with the same number of processes.")
@@ -290,6 +287,9 @@ def restore_last(args, exp, game, device):
     if distributed.is_main():
         print(f"Resumed from {exp.last_ckpt}: {game.epoch} epochs and {game.iteration} iterations done, "
               f"best {exp.metric_name} {game.best:.4f}", flush=True)
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (game.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
+        (game.optimizer_G, {"lr_G": "lr"})], game.schedulers, announce=distributed.is_main())
 
 
 def test_only(args, exp, device, plotter):
@@ -353,7 +353,8 @@ def run(args, exp, device):
 
     log_csv, log_json = f"log/DFAD-{exp.name}.csv", f"log/DFAD-{exp.name}.json"
     if main_process:
-        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt], logs=[log_csv, log_json],
+        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt],
+                                logs=[log_csv, log_json],
                                 folders=[os.path.join("results", f"DFAD-{exp.name}", "samples")])
     game = build_game(args, exp, device)
     if getattr(args, "resume", False):

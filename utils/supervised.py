@@ -59,15 +59,15 @@ def restore_last(path, args, model, optimizer, scheduler, precision, loader):
     if scheduler and state["scheduler"]:
         scheduler.load_state_dict(state["scheduler"])
     precision.load_state_dict(state["scalers"])
-    checkpoint.apply_changed_hyperparameters(state["args"], args, [
-        (optimizer, {"lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay"})],
-        [scheduler] if scheduler else [], announce=distributed.is_main())
     if state["shuffle"] is not None and loader.generator is not None:
         loader.generator.set_state(state["shuffle"])
     ranks = len(state["rng"])
     checkpoint.set_rng_state(state["rng"][distributed.rank() % ranks])
     if distributed.is_main():
         print(f"Resumed from {path}: {state['epoch']} epochs done, best {state['best']:.4f}", flush=True)
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (optimizer, {"lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay"})],
+        [scheduler] if scheduler else [], announce=distributed.is_main())
     return state["epoch"], state["best"]
 
 
