@@ -1,7 +1,7 @@
 """Saving and loading weights: atomic writes, safe loads, readable errors."""
-import os
 import contextlib
 import math
+import os
 import pickle
 import random
 import tempfile
