@@ -9,11 +9,12 @@ JSON file beside it adds each run's teacher score.
 import argparse
 import glob
 import os
-import sys
 
 import numpy as np
 
+from utils.runtime import cli
 from utils.reporting.records import read_csv_rows, read_run_records
+from utils.runtime.errors import UserError
 
 # Paper, Tables 2 and 3: teacher, DFAD student (mean +- std where reported)
 PAPER = {"mnist": (0.989, 0.983, 0.002), "cifar10": (0.955, 0.933, 0.000),
@@ -29,12 +30,11 @@ def summarize(rows):
 
 
 def load(path):
-    try:
-        rows = read_csv_rows(path)
-    except (OSError, ValueError) as e:
-        sys.exit(f"Error: cannot read {path}: {e}")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} does not exist or is not a file; pass a log/DFAD-<dataset>.csv a run wrote.")
+    rows = read_csv_rows(path)
     if not rows:
-        sys.exit(f"Error: {path} holds no runs yet.")
+        raise UserError(f"{path} holds no runs yet.")
     return rows
 
 
@@ -45,7 +45,8 @@ def table(paths):
         dataset = os.path.basename(path)[len("DFAD-"):-len(".csv")]
         s = summarize(load(path))
         records = read_run_records(path[:-len(".csv")] + ".json")
-        teacher = f"{np.mean([r['teacher'] for r in records]):.4f}" if records else "-"
+        scores = [r["teacher"] for r in records if isinstance(r.get("teacher"), (int, float))]
+        teacher = f"{np.mean(scores):.4f}" if scores else "-"
         paper = PAPER.get(dataset)
         paper_teacher = f"{paper[0]:.3f}" if paper else "-"
         paper_student = (f"{paper[1]:.3f}" + (f" +- {paper[2]:.3f}" if paper[2] is not None else "")) if paper else "-"
@@ -62,7 +63,7 @@ def main(argv=None):
     if args.log is None:
         paths = sorted(glob.glob(os.path.join(args.log_dir, "DFAD-*.csv")))
         if not paths:
-            sys.exit(f"Error: no DFAD logs in {args.log_dir}/ yet; run a DFAD script first.")
+            raise UserError(f"no DFAD logs in {args.log_dir}/ yet; run a DFAD script first.")
         print(table(paths))
         return None
     s = summarize(load(args.log))
@@ -73,4 +74,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_guard(main)

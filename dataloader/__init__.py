@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from utils.runtime.signals import ignore_stop_signals
+
 from . import caltech as _caltech
 from . import camvid as _camvid
 from . import cifar as _cifar
@@ -42,7 +44,8 @@ def normalization(name):
 def _loader_options(args):
     workers = 0 if DATASETS[args.dataset].in_memory else args.num_workers
     use_cuda = torch.cuda.is_available() and not args.no_cuda
-    return dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
+    return dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0,
+                worker_init_fn=ignore_stop_signals if workers else None)
 
 
 def get_train_loader(args, batch_size):

@@ -2,9 +2,10 @@
 import os
 
 from torchvision import datasets, transforms
-from torchvision.datasets.folder import pil_loader
 
 from utils.runtime.errors import UserError
+
+from .checks import open_rgb
 
 MEAN, STD = (0.5,) * 3, (0.5,) * 3
 ORIGINAL, SPLIT = "101_ObjectCategories", "101_ObjectCategories_split"
@@ -46,7 +47,7 @@ class Caltech101(datasets.ImageFolder):
                 f"extract its 101_ObjectCategories folder there, then run "
                 f"`python data/split_caltech101.py --root {base}`.")
         try:
-            super().__init__(folder, transform=transform, loader=pil_loader)
+            super().__init__(folder, transform=transform, loader=open_rgb)
         except FileNotFoundError as e:  # no class folders, or a class without images
             raise UserError(
                 f"The Caltech101 split in {folder} is empty or incomplete ({e}). Run "

@@ -14,6 +14,8 @@ from torchvision import datasets, transforms
 
 from utils.runtime.errors import UserError
 
+from .checks import check_labels
+
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
@@ -29,8 +31,8 @@ def test_transform():
 
 def _build(cls, name, data_root, download, train):
     try:
-        return cls(data_root, train=train, download=download,
-                   transform=train_transform() if train else test_transform())
+        dataset = cls(data_root, train=train, download=download,
+                      transform=train_transform() if train else test_transform())
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         folder = os.path.join(data_root, cls.base_folder)
         files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
@@ -41,6 +43,10 @@ def _build(cls, name, data_root, download, train):
             f"https://www.cs.toronto.edu/~kriz/cifar.html and put it in {data_root} (it is "
             f"checked and extracted on the next run), or extract it there yourself so that "
             f"{folder} holds {', '.join(files)}.") from None
+    num_classes = 100 if cls is datasets.CIFAR100 else 10
+    check_labels(dataset.targets, num_classes, os.path.join(data_root, cls.base_folder),
+                 fix=f"Extract {cls.filename} again.")
+    return dataset
 
 
 def cifar10(data_root, download=True, train=True):

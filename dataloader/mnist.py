@@ -9,6 +9,8 @@ from torchvision import datasets, transforms
 
 from utils.runtime.errors import UserError
 
+from .checks import check_labels
+
 MEAN, STD = (0.1307,), (0.3081,)
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -26,7 +28,7 @@ def mnist(data_root, download=True, train=True):
     ``MNIST/raw`` are checked against their MD5s and extracted without a download.
     """
     try:
-        return datasets.MNIST(data_root, train=train, download=download, transform=mnist_transform())
+        dataset = datasets.MNIST(data_root, train=train, download=download, transform=mnist_transform())
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         raw = os.path.join(data_root, "MNIST", "raw")
         raise UserError(
@@ -34,6 +36,11 @@ def mnist(data_root, download=True, train=True):
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             f"Put the four original files there ({', '.join(MNIST_FILES)}), or "
             f"use --dataset digits, which needs no download.") from None
+    name = "train-labels-idx1-ubyte" if train else "t10k-labels-idx1-ubyte"
+    check_labels(dataset.targets, 10, os.path.join(dataset.raw_folder, name),
+                 fix=f"Put the original {name}.gz into {dataset.raw_folder} and delete {name}, "
+                     f"so it is extracted again.")
+    return dataset
 
 
 class Digits(Dataset):

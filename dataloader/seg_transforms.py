@@ -7,10 +7,11 @@ int64 label tensor (H, W). v2 resizes masks with NEAREST interpolation by itself
 """
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+
+from .checks import open_image
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IGNORE_INDEX = 255
@@ -68,8 +69,8 @@ class LabelledImages(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        image = Image.open(self.images[i]).convert("RGB")
-        label = self.label_lut[np.minimum(np.asarray(Image.open(self.labels[i])), 255)]
+        image = open_image(self.images[i], "RGB")
+        label = self.label_lut[np.minimum(np.asarray(open_image(self.labels[i])), 255)]
         if self.transform is not None:
             image, label = self.transform(image, label)
         return image, label

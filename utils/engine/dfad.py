@@ -9,6 +9,7 @@ this loop.
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -19,10 +20,11 @@ from tqdm import tqdm
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid, save_predictions
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, distributed
+from ..runtime import checkpoint, distributed, preflight
 from ..runtime.errors import UserError
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
+from . import divergence
 from .game import Players, adversarial_loss_l1, freeze, play_round, sample_noise
 
 RESUME_KEYS = ("dataset", "model", "nz")  # a run resumed under other values would be another run
@@ -78,6 +80,7 @@ class Game:
     iteration: int = 0              # completed rounds of the next epoch (after an interruption)
     best: float = -math.inf
     history: list = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
 
 
 def check_round(epoch, i, loss_S, loss_G, stop):
@@ -93,7 +96,8 @@ def check_round(epoch, i, loss_S, loss_G, stop):
         raise UserError(
             f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"
             f"{where}. Nothing was saved from this epoch, so the last good checkpoints are intact. "
-            f"Lower --lr_S / --lr_G, or resume from the last good epoch with --resume.")
+            f"Resume from the last good epoch with --resume and a lower --lr_S / --lr_G (changed "
+            f"learning rates take effect on resume), or start again with lower ones.")
     stop.follow(none_stopping)
 
 
@@ -201,17 +205,22 @@ def save_last(args, exp, game):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(
         exp.last_ckpt, args, resumable_parts(exp, game), epoch=game.epoch, iteration=game.iteration,
-        best=game.best, history=game.history, fixed_z=game.fixed_z.cpu())
+        best=game.best, history=game.history, fixed_z=game.fixed_z.cpu(), run_id=game.run_id)
 
 
 def restore_last(args, exp, game, device):
-    state = checkpoint.restore_training_state(exp.last_ckpt, args, RESUME_KEYS, resumable_parts(exp, game))
+    state = checkpoint.restore_training_state(exp.last_ckpt, args, RESUME_KEYS, resumable_parts(exp, game),
+                                              checkpoint.DFAD_LAST)
     game.epoch, game.iteration = state["epoch"], state["iteration"]
     game.best, game.history = state["best"], list(state["history"])
     game.fixed_z = state["fixed_z"].to(device)
+    game.run_id = state.get("run_id", game.run_id)
     if distributed.is_main():
         print(f"Resumed from {exp.last_ckpt}: {game.epoch} epochs and {game.iteration} iterations done, "
               f"best {exp.metric_name} {game.best:.4f}", flush=True)
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (game.players.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
+        (game.players.optimizer_G, {"lr_G": "lr"})], game.schedulers, announce=distributed.is_main())
 
 
 def warm_start(exp, stu_ckpt):
@@ -278,6 +287,7 @@ def run(args, exp, device):
     plotter.table("Arguments", vars(args))
     exp.teacher.to(device)
     freeze(exp.teacher)
+    divergence.check_teacher(exp.teacher, exp.test_loader, device, args.ckpt)
     if main_process:
         teacher_scores = exp.evaluate(exp.teacher, exp.test_loader, device)
         print(records.format_scores("Teacher", teacher_scores), flush=True)
@@ -287,8 +297,11 @@ def run(args, exp, device):
             save_predictions(exp, device, exp.predictions_folder)
         return score
 
+    log_csv, log_json = f"log/DFAD-{exp.dataset}.csv", f"log/DFAD-{exp.dataset}.json"
     if main_process:
-        checkpoint.ensure_writable(*{os.path.dirname(exp.student_ckpt) or ".", "log"})
+        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt],
+                                logs=[log_csv, log_json],
+                                folders=[os.path.join("results", f"DFAD-{exp.dataset}", "samples")])
     if exp.start_from:
         warm_start(exp, exp.start_from)
     game = build_game(args, exp, device)
@@ -298,6 +311,8 @@ def run(args, exp, device):
     started, first_epoch = time.time(), game.epoch + 1
     with GracefulStop() as stop:
         for epoch in range(first_epoch, args.epochs + 1):
+            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {exp.last_ckpt}. "
+                                    f"Resume with the same command plus --resume.")  # e.g. during evaluation
             epoch_start = time.time()
             losses = train_epoch(args, game, device, epoch, plotter, stop)
             if stop.requested:
@@ -311,11 +326,10 @@ def run(args, exp, device):
 
     plotter.close()
     if main_process:
-        records.append_csv_row(f"log/DFAD-{exp.dataset}.csv", game.history)
-        records.append_run_record(f"log/DFAD-{exp.dataset}.json", {
+        records.log_run(log_csv, log_json, game.history, {
             "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
-            "args": vars(args)})
+            "args": vars(args), "run_id": game.run_id})
         print(f"Best {exp.metric_name}={game.best:.6f}")
         if exp.predictions_folder:  # the game ends on its last student: show the best one
             checkpoint.load_weights(exp.student, exp.student_ckpt, "student checkpoint")

@@ -4,7 +4,6 @@ SGD with momentum, an optional StepLR, the best model saved as a bare state_dict
 format of the published teachers), a ``last`` checkpoint after every epoch for
 ``--resume``, a clean stop on SIGINT/SIGTERM, and data-parallel runs under torchrun.
 """
-import os
 import time
 
 import torch
@@ -12,9 +11,10 @@ from tqdm import tqdm
 
 from ..reporting import records
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, distributed
+from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
+from . import divergence
 
 RESUME_KEYS = ("dataset", "model", "num_classes")
 
@@ -50,11 +50,14 @@ def save_last(path, args, parts, epoch, best, loader):
 
 
 def restore_last(path, args, parts, loader):
-    state = checkpoint.restore_training_state(path, args, RESUME_KEYS, parts)
+    state = checkpoint.restore_training_state(path, args, RESUME_KEYS, parts, checkpoint.TEACHER_LAST)
     if state["shuffle"] is not None and loader.generator is not None:
         loader.generator.set_state(state["shuffle"])
     if distributed.is_main():
         print(f"Resumed from {path}: {state['epoch']} epochs done, best {state['best']:.4f}", flush=True)
+    checkpoint.apply_changed_hyperparameters(state["args"], args, [
+        (parts["optimizer"], {"lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay"})],
+        [parts["scheduler"]] if parts["scheduler"] else [], announce=distributed.is_main())
     return state["epoch"], state["best"]
 
 
@@ -68,7 +71,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     main_process = distributed.is_main()
     last_path = save_path[:-len(".pt")] + "-last.pt"
     if main_process:
-        checkpoint.ensure_writable(os.path.dirname(save_path) or ".")
+        preflight.check_outputs(files=[save_path, last_path])
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
@@ -87,10 +90,13 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     started = time.time()
     with GracefulStop() as stop:
         for epoch in range(done + 1, args.epochs + 1):
+            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {last_path}. "
+                                    f"Resume with the same command plus --resume.")  # e.g. during evaluation
             if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: a new shuffle per epoch
                 train_loader.sampler.set_epoch(epoch)
             loss = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
                                plotter, stop)
+            divergence.check_teacher_training(model, loss, epoch)
             if stop.requested:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
                 save_last(last_path, args, parts, epoch - 1, best, train_loader)

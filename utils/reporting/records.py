@@ -4,6 +4,7 @@ import io
 import json
 import os
 
+from ..runtime import atomic
 from ..runtime.errors import UserError
 
 
@@ -32,43 +33,101 @@ def append_csv_row(path, values):
     The file is rewritten through a temporary file and a rename, so a crash never
     leaves a half-written row behind.
     """
+    atomic_write_text(path, _csv_with_row(path, values))
+
+
+def _csv_with_row(path, values):
     old = ""
     if os.path.exists(path):
+        read_csv_rows(path)  # refuse to extend a file that is not a metric log
         with open(path, newline="") as f:
             old = f.read()
         if old and not old.endswith("\n"):
             old += "\n"
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
-    atomic_write_text(path, old + buffer.getvalue())
+    return old + buffer.getvalue()
 
 
 def atomic_write_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
+    """Write ``text`` to ``path`` through a fresh temporary file (never through a link)."""
+    _publish_texts([(path, text)])
+
+
+def _publish_texts(items):
+    """Write every ``(path, text)`` to its temporary file first, then rename them all:
+    either every file is updated or (short of a kill between two renames) none."""
+    written = []
     try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        for path, text in items:
+            fd, tmp = atomic.temp_file(path, suffix=".txt")
+            written.append((tmp, path))
+            with os.fdopen(fd, "w", newline="") as f:
+                f.write(text)
+        with atomic.signals_deferred():  # a stop between two renames would log half a run
+            for tmp, path in written:
+                atomic.publish(tmp, path)
     except OSError as e:
-        raise UserError(f"Cannot write {path}: {e.strerror}.") from None
+        target = written[-1][1] if written else e.filename
+        raise UserError(f"Cannot write {target}: {e.strerror}. Check that it is a file in a "
+                        f"folder you can write to.") from None
+    finally:
+        for tmp, _ in written:
+            atomic.remove_quietly(tmp)
 
 
 def append_run_record(path, record):
     """Add one run's summary (teacher score, best and last metric, arguments) to a JSON list."""
-    records = read_run_records(path)
-    records.append(record)
-    atomic_write_text(path, json.dumps(records, indent=1, default=str))
+    atomic_write_text(path, _records_with(path, record))
+
+
+def _records_with(path, record):
+    return json.dumps(read_run_records(path) + [record], indent=1, default=str)
+
+
+def log_run(csv_path, json_path, history, record):
+    """Append a finished run's CSV row and JSON record, both or neither.
+
+    A run is identified by ``record["run_id"]`` and its number of epochs: a run resumed
+    after it had finished (nothing new trained) is not logged a second time. Returns
+    whether anything was written.
+    """
+    already = [r for r in read_run_records(json_path)
+               if r.get("run_id") == record.get("run_id") and r.get("epochs") == record.get("epochs")]
+    if record.get("run_id") and already:
+        print(f"This run is already logged in {csv_path} and {json_path}: nothing appended.", flush=True)
+        return False
+    _publish_texts([(csv_path, _csv_with_row(csv_path, history)), (json_path, _records_with(json_path, record))])
+    return True
 
 
 def read_run_records(path):
+    """The JSON list of run records at ``path`` ([] when absent); a file that is not one
+    is an error naming it."""
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            records = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path} is not a readable run record ({_reason(e)}). Move it away or "
+                        f"repair it; runs append one record to it, and get_results.py reads it.") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise UserError(f"{path} is not a run record: it should hold a JSON list of objects. Move it "
+                        f"away or repair it.")
+    return records
+
+
+def _reason(error):
+    lines = str(error).splitlines()
+    return getattr(error, "strerror", None) or (lines[0] if lines else type(error).__name__)
 
 
 def read_csv_rows(path):
-    with open(path, newline="") as f:
-        return [[float(v) for v in row] for row in csv.reader(f) if row]
+    """Rows of numbers of the CSV metric log ``path``; anything else is an error naming it."""
+    try:
+        with open(path, newline="") as f:
+            return [[float(v) for v in row] for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise UserError(f"{path} is not a readable metric log ({_reason(e)}): each line should be "
+                        f"one run's comma-separated test metrics. Move it away or repair it.") from None

@@ -1,4 +1,6 @@
 """Saving and loading weights: atomic writes, safe loads, readable errors."""
+import contextlib
+import math
 import os
 import pickle
 import random
@@ -8,50 +10,122 @@ import zipfile
 import numpy as np
 import torch
 
-from . import distributed
+from . import atomic, distributed
 from .errors import UserError
 
 
 def atomic_save(obj, path):
     """torch.save to a temporary file in the same folder, then rename over ``path``.
 
-    A run killed mid-write leaves the previous file intact, never a torn one.
+    A run killed mid-write leaves the previous file intact, never a torn one; the
+    temporary file of a killed run is removed by the next run (:mod:`utils.runtime.atomic`).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    except OSError as e:
-        raise UserError(f"Cannot write {path}: {e.strerror}. Choose a writable folder "
-                        f"or fix its permissions.") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic.write_bytes(path, lambda f: torch.save(obj, f), suffix=".pt")
 
 
 def save_state_dict(model, path):
+    """Save ``model``'s weights; a model with non-finite weights is never saved, so a
+    diverged run cannot replace a good checkpoint."""
+    bad = non_finite_keys(model.state_dict())
+    if bad:
+        raise UserError(f"Refused to save {path}: the weights {', '.join(bad[:3])} are not finite "
+                        f"(nan or inf), so training diverged. The previous file was kept. Lower the "
+                        f"learning rate and resume with --resume, or start again.")
     atomic_save(model.state_dict(), path)
 
 
+def non_finite_keys(state_dict):
+    """Names of the floating-point tensors of ``state_dict`` that hold nan or inf."""
+    return [k for k, v in state_dict.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 def safe_load(path, what="checkpoint", hint=""):
-    """Load a checkpoint without running any code stored in it (``weights_only=True``)."""
-    if not os.path.isfile(path):
-        raise UserError(f"The {what} '{path}' does not exist. {hint}".strip())
+    """Load a checkpoint without running any code stored in it (``weights_only=True``).
+
+    The file is looked at first: a folder, an empty file, a web page, text or random
+    bytes get a message saying what they are, and a zip whose entries would inflate
+    beyond the file's size (torch.save never compresses) is refused before anything of
+    it is read into memory.
+    """
+    check_checkpoint_file(path, what, hint)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UserError(
-            f"Refused to load {path}: it holds objects other than tensors and plain "
-            f"containers, which could run code when unpickled, so it was not loaded "
-            f"(details: {str(e).splitlines()[0]}). Use a plain state_dict.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"Cannot read {path}: the file is truncated or not a PyTorch "
-                        f"checkpoint ({str(e).splitlines()[0]}). Re-download or re-create it.") from None
+        if _would_run_code(e):
+            raise UserError(
+                f"Refused to load {path}: it holds objects other than tensors and plain "
+                f"containers, which could run code when unpickled, so it was not loaded "
+                f"({_torch_reason(e)}). Use a plain state_dict.") from None
+        raise _unreadable(path, e) from None
+    except Exception as e:  # anything else torch.load raises on a damaged file
+        raise _unreadable(path, e) from None
+
+
+def check_checkpoint_file(path, what="checkpoint", hint=""):
+    """Fail with one clear message unless ``path`` looks like a file torch.save wrote."""
+    if os.path.isdir(path):
+        raise UserError(f"The {what} '{path}' is a folder, not a checkpoint file. Pass the .pt file.")
+    if not os.path.isfile(path):
+        raise UserError(f"The {what} '{path}' does not exist. {hint}".strip())
+    size = os.path.getsize(path)
+    if size == 0:
+        raise UserError(f"The {what} '{path}' is empty (0 bytes): an interrupted download or "
+                        f"copy. Re-download or re-create it.")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04"):
+        _check_zip_entries(path, size)
+    elif not head.startswith(b"\x80"):  # torch's legacy format is a pickle (protocol >= 2)
+        raise UserError(f"The {what} '{path}' is not a PyTorch checkpoint: it is {_describe(head)}. "
+                        f"Re-download it (the link may have returned an error or login page) "
+                        f"or pass the right file.")
+
+
+def _check_zip_entries(path, size):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise _unreadable(path, e) from None
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED or entry.header_offset + entry.compress_size > size:
+            raise UserError(
+                f"Refused to load {path}: its entry {entry.filename} declares {entry.file_size} bytes "
+                f"in a {size}-byte file. torch.save never compresses, so this is not a file it wrote "
+                f"(it could exhaust memory). Re-download or re-create it.")
+
+
+def _describe(head):
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text:
+        return "an HTML/XML page"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "neither a zip archive nor a pickle (unknown binary data)"
+
+
+def _would_run_code(error):
+    """torch's weights-only unpickler refuses globals and object construction (code) and
+    unknown opcodes (damage) with the same exception type; tell them apart."""
+    return any(k in str(error) for k in ("GLOBAL", "allowlist", "Can only create", "Can only build"))
+
+
+def _torch_reason(error):
+    """The one informative line of torch's long load error."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue",
+                   "WeightsUnpickler error")
+    lines = [line.strip() for line in str(error).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(boilerplate)]
+    return useful[0] if useful else type(error).__name__
+
+
+def _unreadable(path, error):
+    return UserError(f"Cannot read {path}: the file is truncated, damaged or not a PyTorch "
+                     f"checkpoint ({type(error).__name__}: {_torch_reason(error)}). "
+                     f"Re-download or re-create it.")
 
 
 def extract_state_dict(obj):
@@ -142,12 +216,32 @@ def check_resumable(saved_args, args, keys):
                         + ". Resume with the original arguments, or start a new run without --resume.")
 
 
-def load_last(path, args, keys):
-    """Load a ``last`` checkpoint written by :func:`save_training_state` for ``--resume``."""
+# Types of the entries of the ``last`` checkpoints, checked before any of them is used.
+NUMBER = (int, float)
+DFAD_LAST = {"args": dict, "student": dict, "generator": dict, "optimizer_S": dict, "optimizer_G": dict,
+             "schedulers": list, "scalers": dict, "epoch": int, "iteration": int, "best": NUMBER,
+             "history": list, "fixed_z": torch.Tensor, "rng": list, "world_size": int}
+TEACHER_LAST = {"args": dict, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)),
+                "scalers": dict, "epoch": int, "best": NUMBER, "rng": list,
+                "shuffle": (torch.Tensor, type(None))}
+
+
+def load_last(path, args, keys, schema=None):
+    """Load a ``last`` checkpoint written by :func:`save_training_state` for ``--resume``.
+
+    ``schema`` maps the entries the caller will use to their types; a file from another
+    version, or edited, is refused here with one message instead of failing later.
+    """
     state = safe_load(path, "checkpoint to resume from",
                       hint="It is written after every epoch; run without --resume to start afresh.")
-    if not isinstance(state, dict) or "args" not in state:
-        raise UserError(f"{path} is not a checkpoint to resume from (it holds no run state).")
+    if not isinstance(state, dict) or not isinstance(state.get("args"), dict):
+        raise UserError(f"{path} is not a checkpoint to resume from (it holds no run state). "
+                        f"Pass the -last.pt file a run wrote, or start afresh without --resume.")
+    problems = _schema_problems(state, schema or {})
+    if problems:
+        raise UserError(f"Cannot resume from {path}: it was written by another version of this "
+                        f"program or is damaged ({'; '.join(problems[:4])}). Move it away and start "
+                        f"afresh without --resume, or resume with the version that wrote it.")
     check_resumable(state["args"], args, keys)
     if state["world_size"] != distributed.world_size():
         # Each process draws its own noise (DFAD) or data share (teachers) from its own RNG:
@@ -190,14 +284,82 @@ def save_training_state(path, args, holders, **progress):
                  "rng": rng, "world_size": distributed.world_size()}, path)
 
 
-def restore_training_state(path, args, resume_keys, holders):
+def restore_training_state(path, args, resume_keys, holders, schema):
     """Load what :func:`save_training_state` wrote into ``holders`` and this process's
-    RNGs; returns the whole saved dict (its progress values included)."""
-    state = load_last(path, args, resume_keys)
-    for key, holder in holders.items():
-        _load_into(holder, state[key])
-    set_rng_state(state["rng"][distributed.rank()])
+    RNGs; returns the whole saved dict (its progress values included). ``schema`` lists
+    the entries' types (:data:`DFAD_LAST`, :data:`TEACHER_LAST`), checked first."""
+    state = load_last(path, args, resume_keys, schema)
+    with resume_errors(path):
+        for key, holder in holders.items():
+            _load_into(holder, state[key])
+        set_rng_state(state["rng"][distributed.rank()])
     return state
+
+
+def _schema_problems(state, schema):
+    problems = []
+    for key, kind in schema.items():
+        if key not in state:
+            problems.append(f"'{key}' is missing")
+        elif not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
+            problems.append(f"'{key}' is a {type(state[key]).__name__}")
+        elif kind in (int, NUMBER) and not state[key] >= (-math.inf if kind is NUMBER else 0):
+            problems.append(f"'{key}' is {state[key]}")
+    if "history" in schema and isinstance(state.get("history"), list) and \
+            not all(isinstance(v, NUMBER) for v in state["history"]):
+        problems.append("'history' holds other things than numbers")
+    return problems
+
+
+@contextlib.contextmanager
+def resume_errors(path):
+    """Turn a failure while applying a ``last`` checkpoint (a network or optimizer of
+    another shape, a damaged entry) into one message naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        detail = " ".join(str(e).split())[:300] or type(e).__name__
+        raise UserError(f"Cannot resume from {path}: it does not fit this run; it was written by "
+                        f"another version of this program, for another network, or is damaged "
+                        f"({type(e).__name__}: {detail}). Move it away and start afresh without "
+                        f"--resume, or resume with the version and arguments that wrote it.") from None
+
+
+def apply_changed_hyperparameters(saved_args, args, optimizers, schedulers, announce=True):
+    """On ``--resume``, use the learning rates, momentum and weight decay given now.
+
+    ``optimizers`` pairs each optimizer with ``{flag: param-group key}``. A changed
+    learning rate also rescales the schedulers' base values, so the decay schedule goes
+    on from where it was: lr = new value x the decay reached so far. Prints one line
+    naming the changes (when ``announce``) and returns them.
+    """
+    changes = []
+    for optimizer, flags in optimizers:
+        for flag, key in flags.items():
+            old, new = saved_args.get(flag), getattr(args, flag, None)
+            if new is None or old == new:
+                continue
+            changes.append(f"--{flag} {old} -> {new}")
+            if key == "lr":
+                _rescale_lr(optimizer, [s for s in schedulers if s.optimizer is optimizer], old, new)
+            else:
+                for group in optimizer.param_groups:
+                    group[key] = new
+    if changes and announce:
+        print(f"Resumed with changed hyperparameters, now in effect: {'; '.join(changes)}", flush=True)
+    return changes
+
+
+def _rescale_lr(optimizer, schedulers, old, new):
+    valid = isinstance(old, NUMBER) and math.isfinite(old) and old > 0
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = group["lr"] * new / old if valid else new
+        if "initial_lr" in group:
+            group["initial_lr"] = new
+        for scheduler in schedulers:
+            scheduler.base_lrs[i] = new
+            if getattr(scheduler, "_last_lr", None):
+                scheduler._last_lr[i] = group["lr"]
 
 
 def ensure_writable(*folders):
@@ -205,9 +367,23 @@ def ensure_writable(*folders):
     for folder in folders:
         try:
             os.makedirs(folder, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+            fd, probe = tempfile.mkstemp(prefix=atomic.temp_prefix(), dir=folder)
             os.close(fd)
             os.remove(probe)
+        except (FileExistsError, NotADirectoryError):
+            raise blocked_folder(folder) from None
         except OSError as e:
             raise UserError(f"Cannot write to the output folder {folder}: {e.strerror}. Run from a "
                             f"folder you can write to, or fix its permissions.") from None
+
+
+def blocked_folder(folder):
+    """The error for an output folder that a file stands in the way of, or None."""
+    parts, path = os.path.normpath(folder).split(os.sep), ""
+    for part in parts:
+        path = os.path.join(path, part) if path else (part or os.sep)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            return UserError(f"Cannot write to the output folder {folder}: a file is in the way "
+                             f"({path} is a file, not a folder). Move it away, or run from another "
+                             f"directory.")
+    return None

@@ -3,36 +3,79 @@
 Flags the reference spelled with dashes are accepted with dashes and underscores.
 """
 import argparse
+import math
 import random
+import signal
 import sys
 
 import numpy as np
 import torch
 
 from ..reporting.visdom import DEFAULT_PORT
-from . import distributed
+from . import distributed, signals
 from .errors import UserError
 from .signals import Interrupted
 
 
+SEED_MAX = 2**32 - 1  # numpy's limit; python and torch accept it too
+
+
+def _number(text, kind=float):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def positive_int(text):
-    value = int(text)
+    value = _number(text, int)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def non_negative_int(text):
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {text}")
+    return value
+
+
+def seed_value(text):
+    value = _number(text, int)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {text}")
+    return value
+
+
+def port_number(text):
+    value = _number(text, int)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
+    return value
+
+
 def positive_float(text):
-    value = float(text)
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def non_negative_float(text):
-    value = float(text)
+    value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or positive, got {text}")
+    return value
+
+
+def momentum_value(text):
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
     return value
 
 
@@ -56,11 +99,11 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
     parser.add_argument("--epochs", type=positive_int, default=epochs, help="number of epochs")
     parser.add_argument("--weight_decay", type=non_negative_float, default=weight_decay,
                         help="SGD weight decay")
-    parser.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    parser.add_argument("--momentum", type=momentum_value, default=0.9, help="SGD momentum")
     parser.add_argument("--data_root", default="data", help="folder holding the data sets")
     parser.add_argument("--dataset", default=dataset, choices=datasets, help="data set")
     parser.add_argument("--no_cuda", "--no-cuda", action="store_true", help="train on the CPU even if a GPU exists")
-    parser.add_argument("--seed", type=int, default=1, help="seed of python, numpy and torch")
+    parser.add_argument("--seed", type=seed_value, default=1, help="seed of python, numpy and torch")
     parser.add_argument("--log_interval", "--log-interval", type=positive_int, default=10,
                         help="iterations between two loss updates of the progress bar and plots")
     parser.add_argument("--test_only", "--test-only", action="store_true",
@@ -70,8 +113,8 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
     parser.add_argument("--step_size", type=positive_int, default=step_size,
                         help="epochs between two x0.1 learning-rate decays (with --scheduler)")
     parser.add_argument("--scheduler", action="store_true", help="decay the learning rates")
-    parser.add_argument("--num_workers", type=int, default=2, help="data loading processes")
-    parser.add_argument("--visdom_port", type=positive_int, default=DEFAULT_PORT,
+    parser.add_argument("--num_workers", type=non_negative_int, default=2, help="data loading processes")
+    parser.add_argument("--visdom_port", type=port_number, default=DEFAULT_PORT,
                         help="port of the visdom server on 127.0.0.1")
     parser.add_argument("--no_visdom", action="store_true", help="do not send plots to visdom")
     parser.add_argument("--verbose", action="store_true", help="kept for the reference's commands")
@@ -176,14 +219,28 @@ def setup(args):
 
 def main_guard(main):
     """Run ``main``; a :class:`UserError` becomes one clear message and exit status 2,
-    a clean stop on SIGINT/SIGTERM exits with 128 + the signal number."""
+    a stop on SIGINT/SIGTERM exits with 128 + the signal number (after the training
+    loop saved, if it was running)."""
+    signals.install_outside_loop_handlers()
     try:
         return main()
     except UserError as e:
-        print(f"Error: {e}", file=sys.stderr, flush=True)
+        print(f"Error: {user_message(e)}", file=sys.stderr, flush=True)
         sys.exit(2)
     except Interrupted as e:
         print(str(e), file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     finally:
         distributed.cleanup()
+
+
+def user_message(error):
+    """A UserError raised in a DataLoader worker reaches the main process wrapped in the
+    worker's traceback; keep only its own message."""
+    text, marker = str(error), "UserError: "
+    if text.startswith("Caught ") and "Original Traceback" in text and marker in text:
+        return text[text.rindex(marker) + len(marker):].strip()
+    return text

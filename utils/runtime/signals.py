@@ -1,5 +1,21 @@
-"""Stop a run cleanly on SIGINT / SIGTERM: finish the current step, save, then exit."""
+"""Stop a run cleanly on SIGINT / SIGTERM: finish the current step, save, then exit.
+
+Stops come from a terminal (Ctrl-C reaches every process of the job), from ``timeout``,
+a cluster's time limit or ``kill -TERM -- -PGID`` (SIGTERM to every process), or from
+torchrun's agent (it forwards the signal it got to its workers). Data-loading workers
+ignore them (:func:`ignore_stop_signals`), so only the main process reacts, and saves.
+"""
+import os
 import signal
+import threading
+import time
+
+from . import distributed
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A second SIGINT sooner than this is the same Ctrl-C arriving twice (the terminal sends
+# it to the whole job, torchrun's agent forwards its own copy), not a second press.
+SECOND_PRESS_AFTER_S = 1.0
 
 
 class Interrupted(Exception):
@@ -10,15 +26,43 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
+def ignore_stop_signals(worker_id=None):
+    """``worker_init_fn`` of every DataLoader: a stop sent to the whole process group
+    must not kill the workers (PyTorch would then raise in the main process before it
+    could save); the main process stops them itself."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        signal.set_wakeup_fd(-1)  # inherited from the parent by fork: its signals are not ours
+    except ValueError:
+        pass
+
+
+def stop_outside_loop(signum, frame):
+    """Handler outside the training loop (loading, evaluating the teacher, writing logs):
+    nothing is in progress there, so stop at once with the usual exit status."""
+    raise Interrupted(signum, f"{signal.Signals(signum).name} received outside the training loop: "
+                              f"stopped, no training was lost. Run the same command again (with "
+                              f"--resume if a -last.pt checkpoint was written) to go on.")
+
+
+def install_outside_loop_handlers():
+    try:
+        for s in STOP_SIGNALS:
+            signal.signal(s, stop_outside_loop)
+    except ValueError:  # not the main thread: leave Python's defaults
+        pass
+
+
 class GracefulStop:
     """Within this context, SIGINT and SIGTERM only set ``signum``; the training loop
-    checks it after each step. A second SIGINT stops at once (KeyboardInterrupt)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    checks it after each step. A second Ctrl-C stops at once, without saving, even in the
+    middle of a long step (see :class:`_SecondPressWatcher`)."""
 
     def __init__(self):
         self.signum = None
         self._previous = {}
+        self._watcher = None
 
     @property
     def requested(self):
@@ -30,22 +74,75 @@ class GracefulStop:
         if not others_go_on and self.signum is None:
             self.signum = signal.SIGTERM
 
+    def raise_if_requested(self, message):
+        """Raise :class:`Interrupted` if a stop arrived in any process (all agree)."""
+        (go_on,) = distributed.agree(not self.requested)
+        if not go_on:
+            raise Interrupted(self.signum or signal.SIGTERM, message)
+
     def _handle(self, signum, frame):
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: stopping after the current step "
-              f"(press Ctrl-C again to stop at once, without saving).", flush=True)
+        if self.signum is None:
+            print(f"\n{signal.Signals(signum).name} received: stopping after the current step "
+                  f"(press Ctrl-C again to stop at once, without saving).", flush=True)
+        self.signum = self.signum or signum
 
     def __enter__(self):
         try:
-            for s in self.SIGNALS:
+            for s in STOP_SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
         except ValueError:  # not the main thread (e.g. inside some test runners): no handlers
             self._previous.clear()
+            return self
+        self._watcher = _SecondPressWatcher()
         return self
 
     def __exit__(self, *exc):
+        if self._watcher:
+            self._watcher.close()
+            self._watcher = None
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         return False
+
+
+class _SecondPressWatcher:
+    """Ends the process on a second SIGINT at once, from a thread of its own.
+
+    Python runs signal handlers in the main thread between bytecodes, so during one long
+    native operation (a big convolution, a backward pass) a handler would wait for its
+    end. The interpreter's C-level handler also writes each signal's number to the
+    "wakeup fd"; this thread reads it as it arrives.
+    """
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="second-ctrl-c", daemon=True)
+        self._thread.start()
+
+    def _watch(self):
+        first = None
+        while True:
+            try:
+                data = os.read(self._read, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum != signal.SIGINT:
+                    continue
+                now = time.monotonic()
+                if first is None:
+                    first = now
+                elif now - first >= SECOND_PRESS_AFTER_S:
+                    os.write(2, b"\nSecond Ctrl-C: stopped at once, without saving; the checkpoints "
+                                b"of the last finished epoch are intact (resume with --resume).\n")
+                    os._exit(128 + signal.SIGINT)
+
+    def close(self):
+        signal.set_wakeup_fd(self._old_fd)
+        os.close(self._write)  # the thread reads end-of-file and returns
+        self._thread.join(timeout=5)
+        os.close(self._read)

@@ -1,0 +1,49 @@
+"""Non-finite numbers caught where they start: a diverging teacher, a NaN teacher file.
+
+A diverged model is never saved (see :func:`utils.runtime.checkpoint.save_state_dict`), and a
+teacher that is already broken is named as the cause before the DFAD game starts,
+instead of the student being blamed for diverging against it.
+"""
+import torch
+
+from ..runtime import checkpoint, distributed
+from ..runtime.errors import UserError
+
+
+def check_teacher(teacher, loader, device, path):
+    """Fail if ``teacher`` has non-finite weights, or outputs on the first test batch."""
+    bad = checkpoint.non_finite_keys(teacher.state_dict())
+    if bad:
+        raise UserError(f"The teacher checkpoint '{path}' holds non-finite weights (nan or inf in "
+                        f"{', '.join(bad[:3])}): it was saved from a diverged training run, so no "
+                        f"student can learn from it. Retrain it with a lower --lr, or pass another --ckpt.")
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the game's noise stays as it was
+        images = next(iter(loader))[0].to(device)
+        outputs = teacher(images)
+    if not all(torch.isfinite(t).all() for t in _tensors(outputs)):
+        raise UserError(f"The teacher checkpoint '{path}' gives non-finite outputs (nan or inf) on "
+                        f"the first test batch, though its weights are finite: it is broken (e.g. "
+                        f"saved from a diverging run, or BatchNorm statistics overflowed). Retrain "
+                        f"it with a lower --lr, or pass another --ckpt.")
+
+
+def _tensors(outputs):
+    if torch.is_tensor(outputs):
+        return [outputs]
+    values = outputs.values() if isinstance(outputs, dict) else outputs
+    return [t for t in values if torch.is_tensor(t)]
+
+
+def check_teacher_training(model, loss, epoch):
+    """Stop a teacher run whose loss or weights became non-finite, before it evaluates or
+    saves anything of that epoch (every process stops together)."""
+    finite = torch.isfinite(torch.tensor(float(loss))).item() and not checkpoint.non_finite_keys(model.state_dict())
+    (all_finite,) = distributed.agree(finite)
+    if all_finite:
+        return
+    where = f" (process {distributed.rank()})" if distributed.world_size() > 1 else ""
+    raise UserError(
+        f"The teacher diverged in epoch {epoch}{where}: its loss or weights became non-finite "
+        f"(last loss {loss}). Nothing was saved from this epoch, so the best teacher and its "
+        f"-last.pt checkpoint still hold the last good epoch. Resume with --resume and a lower "
+        f"--lr (a changed --lr takes effect on resume), or start again with a lower --lr.")
