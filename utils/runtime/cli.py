@@ -15,6 +15,10 @@ from .errors import UserError
 from .signals import Interrupted
 
 
+# NHWC keeps the fp32 math and was never slower in benchmarks/bench_game.py (README, Speed).
+CHANNELS_LAST_DEFAULT = True
+
+
 def positive_int(text):
     value = int(text)
     if value <= 0:
@@ -79,8 +83,14 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="continue the interrupted run from its '-last.pt' checkpoint")
     speed = parser.add_argument_group("speed (same method, faster arithmetic)")
     speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
-                       help="mixed precision (GPUs; on CPUs without AMX bf16 is slower)")
-    speed.add_argument("--channels_last", action="store_true", help="NHWC memory format for the networks")
+                       help="mixed precision; `python benchmarks/bench_game.py --recommend` says "
+                            "whether bf16 is faster on this machine (default: fp32)")
+    # One resolved flag, args.channels_last, which the engine reads.
+    speed.add_argument("--channels_last", dest="channels_last", action="store_true",
+                       help=f"NHWC memory format for the networks (default: {CHANNELS_LAST_DEFAULT})")
+    speed.add_argument("--no_channels_last", dest="channels_last", action="store_false",
+                       help="keep PyTorch's default NCHW memory format")
+    parser.set_defaults(channels_last=CHANNELS_LAST_DEFAULT)
     speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
     speed.add_argument("--deterministic", action="store_true",
                        help="deterministic kernels on GPU (no cuDNN benchmark mode)")
