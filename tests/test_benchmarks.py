@@ -34,3 +34,30 @@ def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
     assert "DFAD at batch 8 takes" in out and "x 40 epochs x 50 rounds = about" in out
     assert "channels_last" in out  # the scripts' default layout
     assert "To size it down: BATCH_SIZE=4 EPOCHS=" in out
+
+
+def test_device_check_refuses_without_cuda(tmp_path):
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
+    out = tmp_path / "device_check"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no CUDA GPU" in proc.stderr and not out.exists()
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")]).returncode == 0
+
+
+def test_device_summary_writes_json_and_markdown(tmp_path):
+    import json
+    import device_summary
+    (tmp_path / "steps.tsv").write_text("bench_game\tok\t50\nbench_compile\ttimeout\t210\n")
+    row = dict(config="mnist", batch=64, option="plain", seconds=0.01, images_per_s=38400, gflops=11790, of_peak=0.2)
+    (tmp_path / "bench_game.json").write_text(json.dumps({"peak_flops": 5e13, "rows": [row]}))
+    (tmp_path / "work" / "log").mkdir(parents=True)
+    (tmp_path / "work" / "log" / "DFAD-digits.json").write_text(json.dumps([{"seconds": 12.5, "best": 0.9}]))
+    result = device_summary.main(str(tmp_path), "digits")
+    assert json.loads((tmp_path / "results.json").read_text())["steps"][1]["status"] == "timeout"
+    md = (tmp_path / "results.md").read_text()
+    assert "| mnist | 64 | plain | 0.0100 | 38400 | 11790 | 0.20 | 1.00x |" in md and "12.5 s" in md
+    assert result["dfad_epoch"]["record"]["best"] == 0.9
