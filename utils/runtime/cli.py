@@ -85,12 +85,13 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
     speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
                        help="mixed precision; `python benchmarks/bench_game.py --recommend` says "
                             "whether bf16 is faster on this machine (default: fp32)")
-    # One resolved flag, args.channels_last, which the engine reads.
+    # Both flags set one resolved value, args.channels_last, which the engine reads; the
+    # help's "(default: ...)" is that value's default.
     speed.add_argument("--channels_last", dest="channels_last", action="store_true",
-                       help=f"NHWC memory format for the networks (default: {CHANNELS_LAST_DEFAULT})")
+                       default=CHANNELS_LAST_DEFAULT, help="NHWC memory format for the networks")
     speed.add_argument("--no_channels_last", dest="channels_last", action="store_false",
-                       help="keep PyTorch's default NCHW memory format")
-    parser.set_defaults(channels_last=CHANNELS_LAST_DEFAULT)
+                       default=CHANNELS_LAST_DEFAULT,
+                       help="PyTorch's usual NCHW memory format instead (default: channels_last=%(default)s)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
     speed.add_argument("--deterministic", action="store_true",
                        help="deterministic kernels on GPU (no cuDNN benchmark mode)")
