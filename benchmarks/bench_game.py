@@ -148,8 +148,8 @@ SCRIPTS = {"mnist": "DFAD_mnist.py", "cifar": "DFAD_cifar.py", "caltech": "DFAD_
 # --recommend's defaults: every experiment, small and few, so that it ends in about a minute
 # on a 2-core CPU. torch.compile takes minutes to compile, so it is measured only when asked
 # (--options ... compile).
-RECOMMEND = dict(configs=sorted(CONFIGS), batch_sizes=[8], repeats=1, warmup=1,
-                 options=["plain", "channels_last", "bf16", "bf16+channels_last"])
+RECOMMEND = dict(configs=sorted(CONFIGS), batch_sizes=[4], repeats=1, warmup=1,
+                 options=["plain", "channels_last", "bf16"])
 BENCH = dict(configs=["mnist", "cifar"], batch_sizes=[64], repeats=3, warmup=2,
              options=["reference", "plain", "channels_last", "channels_last+compile"])
 
