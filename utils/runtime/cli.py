@@ -15,7 +15,8 @@ from .errors import UserError
 from .signals import Interrupted
 
 
-# NHWC keeps the fp32 math and was never slower in benchmarks/bench_game.py (README, Speed).
+# NHWC keeps the fp32 math and was never slower for MNIST and CIFAR in
+# benchmarks/bench_game.py (README, Speed, which also notes an unsettled Caltech101 reading).
 CHANNELS_LAST_DEFAULT = True
 
 
