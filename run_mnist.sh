@@ -10,6 +10,8 @@
 #   EPOCH_ITRS=50       DFAD outer iterations per epoch
 #   BATCH_SIZE=512      DFAD batch size
 #   PYTHON=python       the interpreter to use
+#   ESTIMATE=1          first measure a few rounds of the game and print what the DFAD
+#                       run will cost here, and how to size it down (0: skip)
 # Extra arguments are passed on to DFAD_mnist.py, e.g. `bash run_mnist.sh --no_visdom`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,6 +40,13 @@ if [ "$DATASET" = digits ]; then
   TEACHER_EPOCHS=${TEACHER_EPOCHS:-30}; TEACHER_BATCH_SIZE=64   # 1,437 images: more, smaller steps
 else
   TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}; TEACHER_BATCH_SIZE=256
+fi
+
+if [ "${ESTIMATE:-1}" != 0 ]; then
+  echo "===== What the DFAD run will cost on this machine ====="
+  "$PYTHON" benchmarks/estimate_run.py --config mnist --batch_size "${BATCH_SIZE:-512}" --epochs "${EPOCHS:-40}" \
+    --epoch_itrs "${EPOCH_ITRS:-50}" "$@" || echo "run_mnist.sh: the estimate failed; training goes on"
+  echo
 fi
 
 echo "===== Teacher ====="

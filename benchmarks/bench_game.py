@@ -9,6 +9,7 @@ weight gradients computed, PyTorch's nearest-upsampling kernel), for comparison.
 
     python benchmarks/bench_game.py --configs mnist cifar --batch_sizes 64 --options plain channels_last
     python benchmarks/bench_game.py --json bench.json
+    python benchmarks/bench_game.py --recommend      # the flags to use here, in under a minute
 """
 import argparse
 import contextlib
@@ -60,6 +61,7 @@ OPTIONS = {  # name -> (channels_last, compile, amp)
     "compile": (False, True, None),
     "channels_last+compile": (True, True, None),
     "bf16": (False, False, "bf16"),
+    "bf16+channels_last": (True, False, "bf16"),
     "bf16+channels_last+compile": (True, True, "bf16"),
 }
 
@@ -141,20 +143,87 @@ def matmul_peak(device, n=4096, repeats=10):
     return 2 * n ** 3 / seconds
 
 
-def main():
+SCRIPTS = {"mnist": "DFAD_mnist.py", "cifar": "DFAD_cifar.py", "caltech": "DFAD_caltech101.py",
+           "camvid": "DFAD_camvid_deeplab.py / DFAD_nyu_deeplab.py"}
+# --recommend's defaults: every experiment, small and few, so that it ends in about a minute
+# on a 2-core CPU. torch.compile takes minutes to compile, so it is measured only when asked
+# (--options ... compile).
+RECOMMEND = dict(configs=sorted(CONFIGS), batch_sizes=[4], repeats=1, warmup=1,
+                 options=["plain", "channels_last", "bf16"])
+BENCH = dict(configs=["mnist", "cifar"], batch_sizes=[64], repeats=3, warmup=2,
+             options=["reference", "plain", "channels_last", "channels_last+compile"])
+
+
+def script_flags(option):
+    """The DFAD scripts' flags for one option set."""
+    channels_last, compile_, amp = OPTIONS[option]
+    flags = ["--channels_last" if channels_last else "--no_channels_last"]
+    return flags + ["--compile"] * compile_ + ["--amp", amp] * bool(amp)
+
+
+def fastest(timed, fp32_only):
+    candidates = {o: t for o, t in timed.items() if o != "reference" and not (fp32_only and OPTIONS[o][2])}
+    return min(candidates, key=candidates.get) if candidates else None
+
+
+def recommend(args, device):
+    """Time the option sets on this machine and print, per experiment, the flags to use."""
+    print(f"Measuring {', '.join(args.options)} on {device} ({torch.get_num_threads()} threads), "
+          f"batch {args.batch_sizes[0]}, {args.repeats} timed round(s) each:", flush=True)
+    choices = {}
+    for config in args.configs:
+        timed = time_options(config, args.options, args.batch_sizes[0], device, args)
+        best, best_fp32 = fastest(timed, fp32_only=False), fastest(timed, fp32_only=True)
+        choices[config] = best
+        times = ", ".join(f"{o} {t:.3f}" for o, t in timed.items())
+        print(f"{config:8s} use: {' '.join(script_flags(best))}   ({SCRIPTS[config]}; s/round: {times})", flush=True)
+        if best_fp32 and best_fp32 != best:
+            print(f"{'':8s} fp32 math exactly: {' '.join(script_flags(best_fp32))} "
+                  f"({timed[best_fp32] / timed[best]:.2f}x the time)", flush=True)
+    if "compile" not in " ".join(args.options):
+        print("--compile was not measured (compiling takes minutes); add --options ... compile to measure it.")
+    return choices
+
+
+def time_options(config, options, batch_size, device, args):
+    timed = {}
+    for option in options:
+        torch.manual_seed(0)
+        upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
+        with upsampling:
+            timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
+                                    args.warmup)
+    return timed
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["mnist", "cifar"], choices=sorted(CONFIGS))
-    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[64])
-    parser.add_argument("--options", nargs="+", default=["reference", "plain", "channels_last",
-                                                         "channels_last+compile"], choices=list(OPTIONS))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation, autotuning)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--json", default=None, help="also write the rows to this file")
-    args = parser.parse_args()
+    parser.add_argument("--recommend", action="store_true",
+                        help="measure this machine quickly and print the flags to use for each experiment "
+                             f"(default: off; its own defaults: {RECOMMEND})")
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), help=f"default: {BENCH['configs']}")
+    parser.add_argument("--batch_sizes", nargs="+", type=int, help=f"default: {BENCH['batch_sizes']}")
+    parser.add_argument("--options", nargs="+", choices=list(OPTIONS), help=f"default: {BENCH['options']}")
+    parser.add_argument("--repeats", type=int, help=f"timed iterations (default: {BENCH['repeats']})")
+    parser.add_argument("--warmup", type=int,
+                        help=f"untimed iterations first: compilation, autotuning (default: {BENCH['warmup']})")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="default: cuda where available, else cpu")
+    parser.add_argument("--json", default=None, help="also write the rows to this file (default: none)")
+    args = parser.parse_args(argv)
+    for key, value in (RECOMMEND if args.recommend else BENCH).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.recommend:
+        return recommend(args, device)
 
     peak = matmul_peak(device)
     print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
@@ -165,13 +234,7 @@ def main():
     for config in args.configs:
         for batch_size in args.batch_sizes:
             flops = count_flops(config, batch_size, device)
-            timed = {}
-            for option in args.options:
-                torch.manual_seed(0)
-                upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
-                with upsampling:
-                    timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
-                                            args.warmup)
+            timed = time_options(config, args.options, batch_size, device, args)
             for option, seconds in timed.items():
                 plain = timed.get("plain")
                 row = dict(config=config, batch=batch_size, option=option, seconds=seconds,

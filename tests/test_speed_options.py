@@ -11,6 +11,7 @@ from utils.engine import dfad, game
 from utils.runtime.precision import Precision
 
 OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
+    "default": (None, False, None, 1e-4),  # the scripts' defaults (channels_last on: cli.CHANNELS_LAST_DEFAULT)
     "channels_last": (True, False, None, 1e-4),
     "bf16": (False, False, "bf16", 5e-2),
     "fp16": (False, False, "fp16", 5e-2),
@@ -27,7 +28,8 @@ def players():
 def one_round(option):
     teacher, student, generator = players()
     channels_last, compile_, amp, _ = OPTIONS.get(option, (False, False, None, 0))
-    flags = ["--lr_S", "0.1", "--weight_decay", "0"] + ["--channels_last"] * channels_last + ["--compile"] * compile_
+    layout = {None: [], True: ["--channels_last"], False: ["--no_channels_last"]}[channels_last]
+    flags = ["--lr_S", "0.1", "--weight_decay", "0"] + layout + ["--compile"] * compile_
     args = DFAD_mnist.get_args_parser().parse_args(flags)
     exp = SimpleNamespace(teacher=teacher, student=student, generator=generator)  # the players are all it reads
     t, s, g = dfad.prepare_models(args, exp, torch.device("cpu"))
@@ -65,3 +67,10 @@ def test_fp16_uses_one_grad_scaler_per_optimizer():
     game.student_step(teacher, student, generator, opt_S, z, precision)
     game.generator_step(teacher, student, generator, opt_G, z, game.adversarial_loss_l1, precision)
     assert set(precision.state_dict()) == {"student", "generator"}
+
+
+def test_channels_last_is_the_default_and_can_be_turned_off():
+    parse = DFAD_mnist.get_args_parser().parse_args
+    assert parse([]).channels_last is True
+    assert parse(["--channels_last"]).channels_last is True
+    assert parse(["--no_channels_last"]).channels_last is False

@@ -17,6 +17,10 @@ from .errors import UserError
 from .signals import Interrupted
 
 
+# NHWC keeps the fp32 math and was never slower for MNIST and CIFAR in
+# benchmarks/bench_game.py (README, Speed, which also notes an unsettled Caltech101 reading).
+CHANNELS_LAST_DEFAULT = True
+
 SEED_MAX = 2**32 - 1  # numpy's limit; python and torch accept it too
 
 
@@ -122,8 +126,15 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="continue the interrupted run from its '-last.pt' checkpoint")
     speed = parser.add_argument_group("speed (same method, faster arithmetic)")
     speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
-                       help="mixed precision (GPUs; on CPUs without AMX bf16 is slower)")
-    speed.add_argument("--channels_last", action="store_true", help="NHWC memory format for the networks")
+                       help="mixed precision; `python benchmarks/bench_game.py --recommend` says "
+                            "whether bf16 is faster on this machine (default: fp32)")
+    # Both flags set one resolved value, args.channels_last, which the engine reads; the
+    # help's "(default: ...)" is that value's default.
+    speed.add_argument("--channels_last", dest="channels_last", action="store_true",
+                       default=CHANNELS_LAST_DEFAULT, help="NHWC memory format for the networks")
+    speed.add_argument("--no_channels_last", dest="channels_last", action="store_false",
+                       default=CHANNELS_LAST_DEFAULT,
+                       help="PyTorch's usual NCHW memory format instead (default: channels_last=%(default)s)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
     speed.add_argument("--deterministic", action="store_true",
                        help="deterministic kernels on GPU (no cuDNN benchmark mode)")

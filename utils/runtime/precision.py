@@ -1,7 +1,8 @@
 """Mixed precision as one object: an autocast context and a (scaled) optimizer step.
 
-``--amp bf16`` / ``--amp fp16`` are for GPUs; on the CPU bf16 autocast runs but is
-slower than fp32 on CPUs without AMX, and fp16 gradient scaling is a no-op there.
+``--amp bf16`` runs on GPUs and CPUs; whether it is faster than fp32 on a CPU depends
+on the chip (AMX, AVX512-BF16), so ``benchmarks/bench_game.py --recommend`` measures it.
+``--amp fp16`` is for GPUs without bf16; its gradient scaling is a no-op on the CPU.
 Without ``--amp`` every method is a plain fp32 no-op wrapper.
 """
 from contextlib import nullcontext
