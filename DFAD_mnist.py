@@ -15,7 +15,7 @@ def get_args_parser():
     return cli.dfad_parser(
         "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"], model="lenet5_half",
         models=["lenet5_half"], teacher_model="lenet5", batch_size=512, test_batch_size=256,
-        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100)
+        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100, channels_last=True)
 
 
 def main(argv=None):

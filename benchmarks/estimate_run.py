@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_game  # noqa: E402  (it puts the repository on sys.path)
-from utils.runtime import cli  # noqa: E402
+import DFAD_mnist  # noqa: E402
 
 SMALL_BATCH = 64
 LONG_S = 30 * 60       # above this, suggest a smaller run
@@ -61,9 +61,9 @@ def main(argv=None):
     parser.add_argument("--no_cuda", "--no-cuda", action="store_true", help="measure on the CPU (default: off)")
     parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="as the run's --amp (default: none)")
     parser.add_argument("--channels_last", dest="channels_last", action="store_true",
-                        help=f"as the run's flag (default: {cli.CHANNELS_LAST_DEFAULT})")
+                        help="as the run's flag (default: DFAD_mnist.py's)")
     parser.add_argument("--no_channels_last", dest="channels_last", action="store_false", help="as the run's flag")
-    parser.set_defaults(channels_last=cli.CHANNELS_LAST_DEFAULT)
+    parser.set_defaults(channels_last=DFAD_mnist.get_args_parser().get_default("channels_last"))
     args, _ = parser.parse_known_args(argv)  # the rest of the run's flags do not change its cost
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     option = option_name(args)

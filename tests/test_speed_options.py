@@ -11,7 +11,7 @@ from utils.engine import dfad, game
 from utils.runtime.precision import Precision
 
 OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
-    "default": (None, False, None, 1e-4),  # the scripts' defaults (channels_last on: cli.CHANNELS_LAST_DEFAULT)
+    "default": (None, False, None, 1e-4),  # DFAD_mnist.py's defaults (channels_last on)
     "channels_last": (True, False, None, 1e-4),
     "bf16": (False, False, "bf16", 5e-2),
     "fp16": (False, False, "fp16", 5e-2),
@@ -74,3 +74,13 @@ def test_channels_last_is_the_default_and_can_be_turned_off():
     assert parse([]).channels_last is True
     assert parse(["--channels_last"]).channels_last is True
     assert parse(["--no_channels_last"]).channels_last is False
+
+
+def test_channels_last_is_off_by_default_where_it_measured_slower():
+    import DFAD_caltech101
+    import DFAD_camvid_deeplab
+    import DFAD_cifar
+    assert DFAD_cifar.get_args_parser().parse_args([]).channels_last is True
+    for script in (DFAD_caltech101, DFAD_camvid_deeplab):
+        assert script.get_args_parser().parse_args([]).channels_last is False
+        assert script.get_args_parser().parse_args(["--channels_last"]).channels_last is True

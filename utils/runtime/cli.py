@@ -17,10 +17,6 @@ from .errors import UserError
 from .signals import Interrupted
 
 
-# NHWC keeps the fp32 math and was never slower for MNIST and CIFAR in
-# benchmarks/bench_game.py (README, Speed, which also notes an unsettled Caltech101 reading).
-CHANNELS_LAST_DEFAULT = True
-
 SEED_MAX = 2**32 - 1  # numpy's limit; python and torch accept it too
 
 
@@ -95,8 +91,10 @@ def new_parser(description):
 
 
 def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
-                    dataset, datasets, step_size):
-    """Flags every script has (teacher training and DFAD)."""
+                    dataset, datasets, step_size, channels_last=False):
+    """Flags every script has (teacher training and DFAD). ``channels_last`` is the
+    experiment's default memory format: on where benchmarks/bench_game.py measured NHWC
+    never slower (the MNIST and CIFAR games), off elsewhere (README, Speed)."""
     parser.add_argument("--batch_size", type=positive_int, default=batch_size, help="training batch size")
     parser.add_argument("--test_batch_size", type=positive_int, default=test_batch_size,
                         help="evaluation batch size")
@@ -131,9 +129,9 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
     # Both flags set one resolved value, args.channels_last, which the engine reads; the
     # help's "(default: ...)" is that value's default.
     speed.add_argument("--channels_last", dest="channels_last", action="store_true",
-                       default=CHANNELS_LAST_DEFAULT, help="NHWC memory format for the networks")
+                       default=channels_last, help="NHWC memory format for the networks")
     speed.add_argument("--no_channels_last", dest="channels_last", action="store_false",
-                       default=CHANNELS_LAST_DEFAULT,
+                       default=channels_last,
                        help="PyTorch's usual NCHW memory format instead (default: channels_last=%(default)s)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
     speed.add_argument("--deterministic", action="store_true",
@@ -178,12 +176,14 @@ class DFADArgumentParser(argparse.ArgumentParser):
 
 
 def dfad_parser(description, *, dataset, datasets, model, models, teacher_model, batch_size,
-                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50):
+                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50,
+                channels_last=False):
     """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
     parser = DFADArgumentParser(description=description, formatter_class=HelpFormatter)
     parser.teacher_model = teacher_model
     add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
-                    weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size)
+                    weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size,
+                    channels_last=channels_last)
     parser.add_argument("--epoch_itrs", type=positive_int, default=epoch_itrs,
                         help="outer iterations (5 student steps + 1 generator step) per epoch")
     parser.add_argument("--lr_S", type=positive_float, default=lr_S, help="student learning rate (SGD)")
