@@ -394,7 +394,8 @@ def run(args, exp, device):
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
             "args": vars(args), "run_id": game.run_id, "method": getattr(args, "method", "dfad"),
             "labelfree": game.labelfree["test"], "labelfree_epoch": game.labelfree["epoch"],
-            "labelfree_agreement": game.labelfree["agreement"], "diagnostics": game.diagnostics})
+            "labelfree_agreement": game.labelfree["agreement"], "diagnostics": game.diagnostics,
+            "history": game.history})
         lf = game.labelfree
         print(f"Last {exp.metric_name}={game.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
               f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {exp.labelfree_ckpt})")
