@@ -57,8 +57,8 @@ class Experiment:
     start_from: str = ""            # --stu_ckpt: student (and generator beside it) to start from;
                                     # with --test_only, the student to evaluate
     predictions_folder: str = ""    # --save_img: write the best student's test predictions here
-    transfer_set: object = None     # --method kd: a data set of (image, label) to use instead of
-                                    # --transfer_set's (its labels are never read)
+    transfer_set: object = None     # --method kd: a data set of (image, label), or a function
+                                    # that loads it (only kd calls it); its labels are never read
 
     def __post_init__(self):
         # The reference's checkpoint names, decided here once for every script.

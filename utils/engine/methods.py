@@ -184,10 +184,9 @@ def build(args, exp, batch_size):
     if method == "dafl":
         return DAFL(exp.teacher, args.dafl_oh, args.dafl_ie, args.dafl_a)
     if method == "kd":
-        transfer = exp.transfer_set
+        transfer = exp.transfer_set() if callable(exp.transfer_set) else exp.transfer_set
         if transfer is None:
-            from dataloader import get_dataset  # the engine reads real data only for kd
-            transfer = get_dataset(args.transfer_set or args.dataset, args.data_root, train=True)
+            raise UserError("--method kd needs real images, and this experiment declares no transfer set.")
         return KD(transfer, batch_size, args.seed, args.kd_loss, args.temperature)
     raise UserError(f"Unknown --method {method}; choose one of {', '.join(METHODS)}.")
 
