@@ -2,7 +2,8 @@
 
     bash run_mnist.sh        (trains the teacher first, then runs this script)
 
-The real test set is used only to evaluate the student after every epoch.
+The real test set is used only to evaluate the student after every epoch (and, with
+--method kd, the real training images are distilled on, their labels never read).
 """
 import network
 from dataloader import get_test_loader, get_transfer_set, normalization

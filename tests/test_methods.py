@@ -172,3 +172,29 @@ def test_methods_on_a_segmentation_script(in_tmp_dir, monkeypatch):
         record = json.loads((in_tmp_dir / "log" / f"DFAD-camvid-{method}.json").read_text())[-1]
         assert record["method"] == method and record["best"] == best
         assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1
+
+
+@pytest.mark.parametrize("method,expected", [("random", ["student"] * 5), ("kd", ["student"] * 5),
+                                             ("dafl", ["student"] * 5 + ["generator"])])
+def test_a_baseline_round_has_the_dfad_shape(method, expected):
+    from utils.engine import game
+    teacher, student, generator, optimizer_S, optimizer_G = players()
+    steps = []
+    optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
+    optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
+    policy = {"random": lambda: methods.RandomGenerator(generator),
+              "kd": lambda: methods.KD(TransferSet(), 4, seed=0),
+              "dafl": lambda: methods.DAFL(teacher, 1.0, 1.0, 0.1)}[method]()
+    p = game.Players(teacher, student, generator, optimizer_S, optimizer_G, method=policy)
+    game.play_round(p, 4, 100, CPU)
+    assert steps == expected
+    assert all(q.grad is None for q in teacher.parameters())
+
+
+def test_collapse_warning_is_printed_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(methods, "class_histogram_stats",
+                        lambda logits: {"entropy": 0.1, "fraction": 0.1, "classes": 1, "collapsed": True})
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(tmp_path, *players()[:3]), CPU)
+    out = capsys.readouterr().out
+    assert out.count("Warning: mode collapse") == 1 and "Warning: mode collapse at epoch 1:" in out
