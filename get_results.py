@@ -1,8 +1,8 @@
 """Summarise DFAD runs from their logs.
 
     python get_results.py --log log/DFAD-mnist.csv   # one log: best of each run, mean, std, best
-    python get_results.py                            # every log/DFAD-*.json: the paper's Table 2
-    python get_results.py --per_dataset              # the older per-data-set summary of the CSVs
+    python get_results.py                            # every log/DFAD-*.csv: a paper-style table
+    python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
 JSON file beside it adds each run's teacher score, method, last epoch and the student
@@ -62,10 +62,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=None, help="one log/DFAD-<dataset>.csv (default: a table of all)")
     parser.add_argument("--log_dir", default="log", help="where the logs are, for the table")
-    parser.add_argument("--per_dataset", action="store_true",
-                        help="one row per log/DFAD-*.csv (DFAD only) instead of the methods table")
+    parser.add_argument("--methods", action="store_true",
+                        help="the methods table (dfad, random, dafl, KD; best, last, label-free) of "
+                             "benchmarks/paper_table.py, from every log/DFAD-*.json")
     args = parser.parse_args(argv)
-    if args.log is None and not args.per_dataset:
+    if args.methods:
         pairs = paper_table.records_in(args.log_dir)
         if not pairs:
             raise UserError(f"no DFAD run records in {args.log_dir}/ yet; run a DFAD script first.")
