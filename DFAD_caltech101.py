@@ -6,7 +6,7 @@
 import torchvision
 
 import network
-from dataloader import get_test_loader, normalization
+from dataloader import get_test_loader, get_transfer_set, normalization
 from utils.engine import dfad
 from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
@@ -34,7 +34,8 @@ def main(argv=None):
         dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
         generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
+        test_loader=get_test_loader(args),
+        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

@@ -3,7 +3,7 @@
     python DFAD_camvid_deeplab.py --ckpt checkpoint/teacher/camvid-deeplabv3_resnet50.pt \\
         --data_root ./data/CamVid --scheduler
 """
-from dataloader import get_test_loader, normalization
+from dataloader import get_test_loader, get_transfer_set, normalization
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from utils.engine import dfad
@@ -36,7 +36,8 @@ def main(argv=None):
         dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=deeplabv3_mobilenet(NUM_CLASSES, dropout_p=0.5, pretrained_backbone=False),
         generator=GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=get_test_loader(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
+        test_loader=get_test_loader(args),
+        transfer_set=lambda: get_transfer_set(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
         adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
         start_from=args.stu_ckpt or "", predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")

@@ -3,7 +3,7 @@
     python DFAD_cifar.py --dataset cifar10 --ckpt checkpoint/teacher/cifar10-resnet34_8x.pt --scheduler
 """
 import network
-from dataloader import get_test_loader, normalization
+from dataloader import get_test_loader, get_transfer_set, normalization
 from utils.engine import dfad
 from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
@@ -32,7 +32,8 @@ def main(argv=None):
         dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=network.resnet_8x.ResNet18_8x(num_classes=num_classes),
         generator=network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32),
-        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
+        test_loader=get_test_loader(args),
+        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.multistep_lr([100, 200]), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

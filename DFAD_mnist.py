@@ -2,10 +2,11 @@
 
     bash run_mnist.sh        (trains the teacher first, then runs this script)
 
-The real test set is used only to evaluate the student after every epoch.
+The real test set is used only to evaluate the student after every epoch (and, with
+--method kd, the real training images are distilled on, their labels never read).
 """
 import network
-from dataloader import get_test_loader, normalization
+from dataloader import get_test_loader, get_transfer_set, normalization
 from utils.engine import dfad
 from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
@@ -28,7 +29,8 @@ def main(argv=None):
     experiment = dfad.Experiment(
         dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=network.lenet.LeNet5Half(), generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
-        test_loader=get_test_loader(args), evaluate=evaluate_classifier, metric_name="Acc",
+        test_loader=get_test_loader(args),
+        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
         make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
     return dfad.run(args, experiment, device)
 

@@ -6,7 +6,7 @@
 The reference NYUv2 script used weight decay 5e-5 and a x0.3 learning-rate decay; both
 segmentation scripts here use 5e-4 and x0.1, the settings given for the experiment.
 """
-from dataloader import get_test_loader, normalization
+from dataloader import get_test_loader, get_transfer_set, normalization
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from utils.engine import dfad
@@ -39,7 +39,8 @@ def main(argv=None):
         dataset=args.dataset, student_name=args.model, teacher=teacher,
         student=deeplabv3_mobilenet(NUM_CLASSES, dropout_p=0.5, pretrained_backbone=False),
         generator=GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=get_test_loader(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
+        test_loader=get_test_loader(args),
+        transfer_set=lambda: get_transfer_set(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
         adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
         start_from=args.stu_ckpt or "", predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")

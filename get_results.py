@@ -2,9 +2,11 @@
 
     python get_results.py --log log/DFAD-mnist.csv   # one log: best of each run, mean, std, best
     python get_results.py                            # every log/DFAD-*.csv: a paper-style table
+    python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
-JSON file beside it adds each run's teacher score.
+JSON file beside it adds each run's teacher score, method, last epoch and the student
+chosen without labels. The table is the one benchmarks/paper_table.py writes.
 """
 import argparse
 import glob
@@ -12,6 +14,7 @@ import os
 
 import numpy as np
 
+from utils.reporting import table as paper_table
 from utils.runtime import cli
 from utils.reporting.records import read_csv_rows, read_run_records
 from utils.runtime.errors import UserError
@@ -59,7 +62,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=None, help="one log/DFAD-<dataset>.csv (default: a table of all)")
     parser.add_argument("--log_dir", default="log", help="where the logs are, for the table")
+    parser.add_argument("--methods", action="store_true",
+                        help="the methods table (dfad, random, dafl, KD; best, last, label-free) of "
+                             "benchmarks/paper_table.py, from every log/DFAD-*.json")
     args = parser.parse_args(argv)
+    if args.methods:
+        pairs = paper_table.records_in(args.log_dir)
+        if not pairs:
+            raise UserError(f"no DFAD run records in {args.log_dir}/ yet; run a DFAD script first.")
+        print("\n".join(paper_table.markdown(paper_table.group(pairs))))
+        return None
     if args.log is None:
         paths = sorted(glob.glob(os.path.join(args.log_dir, "DFAD-*.csv")))
         if not paths:

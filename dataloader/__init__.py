@@ -59,6 +59,11 @@ def get_train_loader(args, batch_size):
                       generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
 
 
+def get_transfer_set(args):
+    """--method kd: the training split of --transfer_set (default: --dataset's, KD-ORI)."""
+    return get_dataset(getattr(args, "transfer_set", None) or args.dataset, args.data_root, train=True)
+
+
 def get_test_loader(args):
     """The real test set in order, ``args.test_batch_size`` at a time."""
     test_set = get_dataset(args.dataset, args.data_root, train=False)

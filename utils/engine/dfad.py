@@ -24,10 +24,13 @@ from ..runtime import checkpoint, distributed, preflight
 from ..runtime.errors import UserError
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence
+from . import divergence, methods
 from .game import Players, adversarial_loss_l1, freeze, play_round, sample_noise
 
-RESUME_KEYS = ("dataset", "model", "nz")  # a run resumed under other values would be another run
+# A run resumed under other values would be another run. The values are those of a
+# checkpoint written before --method and --transfer_set existed.
+RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None}
+POOL_SNAPSHOTS = 16  # the label-free pool: the fixed-noise images of the last 16 epochs' generators
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Experiment:
     start_from: str = ""            # --stu_ckpt: student (and generator beside it) to start from;
                                     # with --test_only, the student to evaluate
     predictions_folder: str = ""    # --save_img: write the best student's test predictions here
+    transfer_set: object = None     # --method kd: a data set of (image, label), or a function
+                                    # that loads it (only kd calls it); its labels are never read
 
     def __post_init__(self):
         # The reference's checkpoint names, decided here once for every script.
@@ -66,6 +71,11 @@ class Experiment:
     def last_ckpt(self):
         """Everything needed to resume, rewritten after every epoch."""
         return self.student_ckpt[:-len(".pt")] + "-last.pt"
+
+    @property
+    def labelfree_ckpt(self):
+        """The student chosen without labels (highest agreement with the teacher on the pool)."""
+        return self.student_ckpt[:-len(".pt")] + "-labelfree.pt"
 
 
 @dataclass
@@ -81,6 +91,9 @@ class Game:
     best: float = -math.inf
     history: list = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
+    pool: list = field(default_factory=list)          # label-free pool: probe images of recent epochs
+    labelfree: dict = field(default_factory=lambda: {"epoch": 0, "agreement": -math.inf, "test": None})
+    diagnostics: list = field(default_factory=list)   # per epoch: class entropy, fraction, agreement
 
 
 def check_round(epoch, i, loss_S, loss_G, stop):
@@ -153,8 +166,11 @@ def multistep_lr(milestones, gamma=0.1):
 
 
 def build_optimizers(args, student, generator):
-    optimizer_S = torch.optim.SGD(student.parameters(), lr=args.lr_S,
-                                  weight_decay=args.weight_decay, momentum=args.momentum)
+    if getattr(args, "optimizer_S", None) == "adam":  # DAFL's MNIST recipe
+        optimizer_S = torch.optim.Adam(student.parameters(), lr=args.lr_S, weight_decay=args.weight_decay)
+    else:
+        optimizer_S = torch.optim.SGD(student.parameters(), lr=args.lr_S,
+                                      weight_decay=args.weight_decay, momentum=args.momentum)
     optimizer_G = torch.optim.Adam(generator.parameters(), lr=args.lr_G)
     return optimizer_S, optimizer_G
 
@@ -189,6 +205,7 @@ def build_game(args, exp, device):
                       Precision(args.amp, device))
     game = Game(players, schedulers, fixed_z=sample_noise(64, args.nz, device),
                 batch_size=distributed.local_batch_size(args.batch_size))
+    players.method = methods.build(args, exp, game.batch_size)  # None for dfad
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
     return game
@@ -205,7 +222,8 @@ def save_last(args, exp, game):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(
         exp.last_ckpt, args, resumable_parts(exp, game), epoch=game.epoch, iteration=game.iteration,
-        best=game.best, history=game.history, fixed_z=game.fixed_z.cpu(), run_id=game.run_id)
+        best=game.best, history=game.history, fixed_z=game.fixed_z.cpu(), run_id=game.run_id,
+        pool=[x.cpu() for x in game.pool], labelfree=game.labelfree, diagnostics=game.diagnostics)
 
 
 def restore_last(args, exp, game, device):
@@ -215,6 +233,9 @@ def restore_last(args, exp, game, device):
     game.best, game.history = state["best"], list(state["history"])
     game.fixed_z = state["fixed_z"].to(device)
     game.run_id = state.get("run_id", game.run_id)
+    game.pool = [x.to(device) for x in state.get("pool", [])]
+    game.labelfree = dict(state.get("labelfree", game.labelfree))
+    game.diagnostics = list(state.get("diagnostics", []))
     if distributed.is_main():
         print(f"Resumed from {exp.last_ckpt}: {game.epoch} epochs and {game.iteration} iterations done, "
               f"best {exp.metric_name} {game.best:.4f}", flush=True)
@@ -235,10 +256,11 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def test_only(exp, device, plotter):
+def test_only(args, exp, device, plotter):
     """Evaluate a saved student instead of training one."""
     exp.student.to(device)
-    checkpoint.load_weights(exp.student, exp.start_from or exp.student_ckpt, "student checkpoint",
+    checkpoint.load_weights(exp.student, exp.start_from or getattr(args, "eval_ckpt", None) or exp.student_ckpt,
+                            "student checkpoint",
                             hint="Run this script without --test_only first.")
     scores = exp.evaluate(exp.student, exp.test_loader, device)
     print(records.format_scores("Student", scores))
@@ -261,17 +283,55 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
         game.best = score
         checkpoint.save_state_dict(exp.student, exp.student_ckpt)
         checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
+    diagnostics = label_free_and_collapse(exp, game, epoch, score)
     save_last(args, exp, game)
 
     plotter.scalar(exp.metric_name, epoch, score)
     plotter.scalar("lr_S", epoch, game.players.optimizer_S.param_groups[0]["lr"])
     plotter.scalar("lr_G", epoch, game.players.optimizer_G.param_groups[0]["lr"])
+    plotter.scalar("Class_entropy", epoch, diagnostics["entropy"])
+    plotter.scalar("Classes_predicted", epoch, diagnostics["fraction"])
+    plotter.scalar("Teacher_agreement", epoch, diagnostics["agreement"])
     show_samples(exp, plotter, game.fixed_z, next(iter(exp.test_loader))[0][:64] if epoch == 1 else None, epoch)
     for hook in exp.extra_plots:
         hook(exp, plotter, epoch, device)
     epoch_seconds, elapsed, epochs_timed = timing
     print(records.epoch_line(epoch, args.epochs, *losses, exp.metric_name, score, game.best,
                             epoch_seconds, elapsed, epochs_timed), flush=True)
+    previous = game.diagnostics[-2]["collapsed"] if len(game.diagnostics) > 1 else False
+    if diagnostics["collapsed"] and not previous:
+        print(f"Warning: mode collapse at epoch {epoch}: the teacher predicts {diagnostics['classes']} "
+              f"classes ({diagnostics['fraction']:.0%}) on the generated samples, class entropy "
+              f"{diagnostics['entropy']:.2f} of its maximum.", flush=True)
+
+
+@torch.no_grad()
+def label_free_and_collapse(exp, game, epoch, score):
+    """Collapse diagnostics on this epoch's probe images, and the label-free choice of a
+    student: the one that agrees most with the teacher (argmax) on the pool of probe
+    images of the last POOL_SNAPSHOTS epochs' generators. Saved as ``-labelfree.pt``."""
+    method = game.players.method
+    images = methods.probe_images(method, exp.generator, game.fixed_z)
+    if images[0].numel() > 3 * 64 * 64:  # large (segmentation) images: 16 a snapshot keep it cheap
+        images = images[:16]
+    stats = methods.class_histogram_stats(exp.teacher(images))
+    game.pool = (game.pool + [images])[-POOL_SNAPSHOTS:]
+    training = exp.student.training
+    exp.student.eval()
+    stats["agreement"] = methods.agreement(exp.student, exp.teacher, torch.cat(game.pool))
+    exp.student.train(training)
+    stats["epoch"] = epoch
+    game.diagnostics.append(stats)
+    if stats["agreement"] > game.labelfree["agreement"]:
+        game.labelfree = {"epoch": epoch, "agreement": stats["agreement"], "test": score}
+        checkpoint.save_state_dict(exp.student, exp.labelfree_ckpt)
+    return stats
+
+
+def run_name(args, exp):
+    """DFAD-<dataset> (the reference's name) for dfad, DFAD-<dataset>-<method> for a baseline."""
+    method = getattr(args, "method", "dfad")
+    return f"DFAD-{exp.dataset}" + ("" if method == "dfad" else f"-{method}")
 
 
 def run(args, exp, device):
@@ -282,7 +342,12 @@ def run(args, exp, device):
     list as one row of ``log/DFAD-<dataset>.csv`` and ends with ``Best <metric>=<value>``.
     """
     main_process = distributed.is_main()
-    plotter = VisdomPlotter(env=f"DFAD-{exp.dataset}", port=args.visdom_port,
+    method = getattr(args, "method", "dfad")
+    if method != "dfad" and exp.student_ckpt == f"checkpoint/student/{exp.dataset}-{exp.student_name}.pt":
+        # a baseline keeps its own players: it must not overwrite the DFAD student
+        exp.student_ckpt = f"checkpoint/student/{exp.dataset}-{exp.student_name}-{method}.pt"
+        exp.generator_ckpt = exp.student_ckpt[:-len(".pt")] + "-generator.pt"
+    plotter = VisdomPlotter(env=run_name(args, exp), port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
     exp.teacher.to(device)
@@ -292,14 +357,14 @@ def run(args, exp, device):
         teacher_scores = exp.evaluate(exp.teacher, exp.test_loader, device)
         print(records.format_scores("Teacher", teacher_scores), flush=True)
     if args.test_only:
-        score = test_only(exp, device, plotter) if main_process else None
+        score = test_only(args, exp, device, plotter) if main_process else None
         if exp.predictions_folder and main_process:
             save_predictions(exp, device, exp.predictions_folder)
         return score
 
-    log_csv, log_json = f"log/DFAD-{exp.dataset}.csv", f"log/DFAD-{exp.dataset}.json"
+    log_csv, log_json = f"log/{run_name(args, exp)}.csv", f"log/{run_name(args, exp)}.json"
     if main_process:
-        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt],
+        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt, exp.labelfree_ckpt],
                                 logs=[log_csv, log_json],
                                 folders=[os.path.join("results", f"DFAD-{exp.dataset}", "samples")])
     if exp.start_from:
@@ -329,7 +394,13 @@ def run(args, exp, device):
         records.log_run(log_csv, log_json, game.history, {
             "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
-            "args": vars(args), "run_id": game.run_id})
+            "args": vars(args), "run_id": game.run_id, "method": getattr(args, "method", "dfad"),
+            "labelfree": game.labelfree["test"], "labelfree_epoch": game.labelfree["epoch"],
+            "labelfree_agreement": game.labelfree["agreement"], "diagnostics": game.diagnostics,
+            "history": game.history})
+        lf = game.labelfree
+        print(f"Last {exp.metric_name}={game.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
+              f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {exp.labelfree_ckpt})")
         print(f"Best {exp.metric_name}={game.best:.6f}")
         if exp.predictions_folder:  # the game ends on its last student: show the best one
             checkpoint.load_weights(exp.student, exp.student_ckpt, "student checkpoint")

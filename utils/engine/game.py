@@ -95,6 +95,7 @@ class Players:
     optimizer_G: torch.optim.Optimizer
     adversarial_loss: Callable = adversarial_loss_l1
     precision: Precision = None
+    method: object = None   # a baseline's policy (methods.py); None: the DFAD game itself
 
     def __post_init__(self):
         self.precision = self.precision or Precision()
@@ -103,6 +104,8 @@ class Players:
 def play_round(players, batch_size, nz, device):
     """One outer iteration of DFAD; returns the last student loss and the generator loss."""
     p = players
+    if p.method is not None:  # a baseline (random, dafl, kd): its own round, same loop
+        return p.method.play_round(p, batch_size, nz, device)
     # (1) student: minimise the discrepancy, STUDENT_STEPS times, each on fresh noise
     for _ in range(STUDENT_STEPS):
         loss_S = student_step(p.teacher, p.student, p.generator, p.optimizer_S,

@@ -208,9 +208,14 @@ def _as_tuples(value):
 
 
 def check_resumable(saved_args, args, keys):
-    """Refuse to resume a run under other arguments that change what is being trained."""
-    differences = [f"--{k} {saved_args.get(k)} (saved) vs {getattr(args, k)} (now)"
-                   for k in keys if saved_args.get(k) != getattr(args, k)]
+    """Refuse to resume a run under other arguments that change what is being trained.
+
+    ``keys`` names those arguments; as a dict it also gives the value to assume where a
+    checkpoint of an earlier version lacks one (a flag added since)."""
+    keys = keys if isinstance(keys, dict) else dict.fromkeys(keys)
+    saved = {k: saved_args.get(k, missing) for k, missing in keys.items()}
+    differences = [f"--{k} {saved[k]} (saved) vs {getattr(args, k)} (now)"
+                   for k in keys if saved[k] != getattr(args, k)]
     if differences:
         raise UserError("Cannot resume: the saved run used other arguments: " + "; ".join(differences)
                         + ". Resume with the original arguments, or start a new run without --resume.")

@@ -1,0 +1,200 @@
+"""The Table 2 baselines (--method random, dafl, kd) through the one loop, the collapse
+diagnostics and the label-free choice of a student."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+import DFAD_mnist
+import network
+import train_teacher
+from test_dfad_engine import game_args, players, state, tiny_experiment
+from utils.engine import dfad, methods
+from utils.runtime.errors import UserError
+
+CPU = torch.device("cpu")
+
+
+def test_dafl_losses_against_a_hand_computed_batch():
+    t_logit = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    feature = torch.tensor([[1.0, -2.0], [0.5, 0.5]])
+    one_hot, activation, info_entropy = methods.dafl_losses(t_logit, feature)
+    # one-hot: cross-entropy against each row's own argmax (0, 1, 0)
+    ce = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1)), math.log(1 + math.exp(-2))]
+    assert one_hot.item() == pytest.approx(sum(ce) / 3)
+    assert activation.item() == pytest.approx(-(1 + 2 + 0.5 + 0.5) / 4)
+    p0 = (1 / (1 + math.exp(-2)) + 1 / (1 + math.exp(1)) + 1 / (1 + math.exp(-2))) / 3
+    p = [p0, 1 - p0]
+    assert info_entropy.item() == pytest.approx(sum(q * math.log(q) for q in p))
+
+
+def test_kl_loss_is_zero_for_equal_logits_and_scaled_by_t_squared():
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    assert methods.kl_divergence(t, t, 4.0).item() == pytest.approx(0, abs=1e-6)
+    expected = F.kl_div(F.log_softmax(s / 2, 1), F.softmax(t / 2, 1), reduction="batchmean") * 4
+    assert methods.kl_divergence(s, t, 2.0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_collapse_rule():
+    spread = methods.class_histogram_stats(torch.eye(10).repeat(7, 1))       # 70 images, all classes
+    assert spread["fraction"] == 1 and spread["entropy"] == pytest.approx(1) and not spread["collapsed"]
+    one = methods.class_histogram_stats(torch.eye(10)[[3] * 64])             # one class
+    assert one["classes"] == 1 and one["entropy"] == 0 and one["collapsed"]
+    four = methods.class_histogram_stats(torch.eye(10)[[0, 1, 2, 3] * 16])   # 4 of ~10 expected
+    assert four["fraction"] == 0.4 and four["collapsed"]
+
+
+def records(tmp_path, name):
+    return json.loads((tmp_path / "log" / f"{name}.json").read_text())
+
+
+def test_random_leaves_the_generator_bit_identical(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student, generator, _, _ = players()
+    student_before, generator_before = state(student), state(generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    dfad.run(game_args("--method", "random"), exp, CPU)
+    for k, v in generator.state_dict().items():
+        assert torch.equal(v, generator_before[k]), k                # weights and BN buffers alike
+    assert any(not torch.equal(v, student_before[k]) for k, v in student.state_dict().items())
+    record = records(tmp_path, "DFAD-unit-random")[-1]
+    assert record["method"] == "random" and len(record["diagnostics"]) == 2
+
+
+class PoisonedLabel:
+    """A label that fails the test whenever anything reads it."""
+
+    def __getattribute__(self, name):
+        raise AssertionError(f"the label was read ({name})")
+
+
+class TransferSet(Dataset):
+    def __init__(self, n=24):
+        self.images = torch.randn(n, 1, 32, 32)
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.images[i], PoisonedLabel()
+
+
+def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student, generator, _, _ = players()
+    generator_before = state(generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    exp.transfer_set = TransferSet()
+    dfad.run(game_args("--method", "kd", "--kd_loss", "kl"), exp, CPU)
+    # 64 fixed probe images (all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
+    assert exp.transfer_set.reads >= 24 + 2 * 3 * 5 * 8
+    assert all(torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
+    assert records(tmp_path, "DFAD-unit-kd")[-1]["method"] == "kd"
+
+
+def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student, generator, _, _ = players()
+    generator_before = state(generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    args = game_args("--method", "dafl")
+    assert (args.lr_G, args.lr_S, args.optimizer_S) == (0.2, 0.05, "adam")  # --lr_S given, the rest DAFL's
+    dfad.run(args, exp, CPU)
+    assert any(not torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
+    assert (tmp_path / "s-labelfree.pt").is_file()
+
+
+def test_dafl_refuses_a_teacher_without_features():
+    class NoFeatures(torch.nn.Module):
+        def forward(self, x):
+            return x
+    with pytest.raises(UserError, match="out_feature"):
+        methods.DAFL(NoFeatures(), 1, 1, 1)
+
+
+def test_label_free_rule_keeps_the_student_of_highest_agreement(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scripted = iter([0.5, 0.9, 0.7])
+    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
+    teacher, student, generator, _, _ = players()
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    students = []
+    evaluate = exp.evaluate
+    exp.evaluate = lambda model, loader, device: (students.append(state(model)) if model is student else None,
+                                                 evaluate(model, loader, device))[1]
+    dfad.run(game_args("--epochs", "3"), exp, CPU)
+    record = records(tmp_path, "DFAD-unit")[-1]
+    assert record["labelfree_epoch"] == 2 and record["labelfree_agreement"] == 0.9
+    history = [float(v) for v in (tmp_path / "log" / "DFAD-unit.csv").read_text().split(",")]
+    assert record["labelfree"] == history[1] and record["best"] == max(history) and record["last"] == history[2]
+    saved = torch.load(tmp_path / "s-labelfree.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in students[1].items())
+
+
+def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_dir, capsys):
+    train_teacher.main(["--dataset", "digits", "--epochs", "1", "--batch_size", "64", "--lr", "0.01",
+                        "--no_visdom"])
+    tiny = ["--dataset", "digits", "--epochs", "1", "--epoch_itrs", "2", "--batch_size", "8", "--no_visdom"]
+    for method in methods.METHODS:
+        best = DFAD_mnist.main(tiny + ["--method", method])
+        suffix = "" if method == "dfad" else f"-{method}"
+        labelfree = in_tmp_dir / "checkpoint" / "student" / f"digits-lenet5_half{suffix}-labelfree.pt"
+        network.lenet.LeNet5Half().load_state_dict(torch.load(labelfree, weights_only=True))
+        record = json.loads((in_tmp_dir / "log" / f"DFAD-digits{suffix}.json").read_text())[-1]
+        assert record["method"] == method and record["best"] == best
+        capsys.readouterr()
+        DFAD_mnist.main(tiny + ["--method", method, "--test_only", "--eval_ckpt", str(labelfree)])
+        assert f"Student: Acc={record['labelfree']:.4f}" in capsys.readouterr().out
+
+
+def test_methods_on_a_segmentation_script(in_tmp_dir, monkeypatch):
+    import functools
+
+    import DFAD_camvid_deeplab
+    import dataloader
+    from test_scripts_seg import RESIZE, argv, camvid, data_root, reference_teacher
+    small = functools.partial(camvid, crop_size=32, resize=RESIZE)  # as test_scripts_seg: quick images
+    monkeypatch.setitem(dataloader.DATASETS, "camvid", dataloader.DATASETS["camvid"]._replace(build=small))
+    root = data_root(in_tmp_dir, "camvid")
+    teacher = in_tmp_dir / "teacher.pt"
+    torch.save(reference_teacher(11), teacher)
+    common = argv("--ckpt", teacher, "--data_root", root, "--no_visdom", "--epochs", "1", "--epoch_itrs", "1",
+                  "--batch_size", "2", "--test_batch_size", "2", "--num_workers", "0")
+    with pytest.raises(UserError, match="out_feature"):
+        DFAD_camvid_deeplab.main(common + ["--method", "dafl"])
+    for method in ("random", "kd"):
+        best = DFAD_camvid_deeplab.main(common + ["--method", method])
+        record = json.loads((in_tmp_dir / "log" / f"DFAD-camvid-{method}.json").read_text())[-1]
+        assert record["method"] == method and record["best"] == best
+        assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1
+
+
+@pytest.mark.parametrize("method,expected", [("random", ["student"] * 5), ("kd", ["student"] * 5),
+                                             ("dafl", ["student"] * 5 + ["generator"])])
+def test_a_baseline_round_has_the_dfad_shape(method, expected):
+    from utils.engine import game
+    teacher, student, generator, optimizer_S, optimizer_G = players()
+    steps = []
+    optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
+    optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
+    policy = {"random": lambda: methods.RandomGenerator(generator),
+              "kd": lambda: methods.KD(TransferSet(), 4, seed=0),
+              "dafl": lambda: methods.DAFL(teacher, 1.0, 1.0, 0.1)}[method]()
+    p = game.Players(teacher, student, generator, optimizer_S, optimizer_G, method=policy)
+    game.play_round(p, 4, 100, CPU)
+    assert steps == expected
+    assert all(q.grad is None for q in teacher.parameters())
+
+
+def test_collapse_warning_is_printed_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(methods, "class_histogram_stats",
+                        lambda logits: {"entropy": 0.1, "fraction": 0.1, "classes": 1, "collapsed": True})
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(tmp_path, *players()[:3]), CPU)
+    out = capsys.readouterr().out
+    assert out.count("Warning: mode collapse") == 1 and "Warning: mode collapse at epoch 1:" in out
