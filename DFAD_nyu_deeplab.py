@@ -22,7 +22,8 @@ def get_args_parser():
     parser = cli.dfad_parser(
         "DFAD NYUv2", dataset="nyuv2", datasets=["nyuv2"], model="deeplabv3_mobilenet",
         models=["deeplabv3_mobilenet"], teacher_model="deeplabv3_resnet50", batch_size=64,
-        test_batch_size=9, epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
+        test_batch_size=9, epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100,
+        channels_last=True)
     return cli.add_segmentation_args(parser, data_root="data/NYUv2")
 
 

@@ -76,11 +76,13 @@ def test_channels_last_is_the_default_and_can_be_turned_off():
     assert parse(["--no_channels_last"]).channels_last is False
 
 
-def test_channels_last_is_off_by_default_where_it_measured_slower():
+def test_every_dfad_script_defaults_to_channels_last_and_teachers_do_not():
     import DFAD_caltech101
     import DFAD_camvid_deeplab
     import DFAD_cifar
-    assert DFAD_cifar.get_args_parser().parse_args([]).channels_last is True
-    for script in (DFAD_caltech101, DFAD_camvid_deeplab):
-        assert script.get_args_parser().parse_args([]).channels_last is False
-        assert script.get_args_parser().parse_args(["--channels_last"]).channels_last is True
+    import DFAD_nyu_deeplab
+    import train_teacher
+    for script in (DFAD_cifar, DFAD_caltech101, DFAD_camvid_deeplab, DFAD_nyu_deeplab):
+        assert script.get_args_parser().parse_args([]).channels_last is True
+        assert script.get_args_parser().parse_args(["--no_channels_last"]).channels_last is False
+    assert train_teacher.get_args_parser().parse_args([]).channels_last is False

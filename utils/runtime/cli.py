@@ -93,8 +93,8 @@ def new_parser(description):
 def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
                     dataset, datasets, step_size, channels_last=False):
     """Flags every script has (teacher training and DFAD). ``channels_last`` is the
-    experiment's default memory format: on where benchmarks/bench_game.py measured NHWC
-    never slower (the MNIST and CIFAR games), off elsewhere (README, Speed)."""
+    script's default memory format: the DFAD scripts turn it on (benchmarks/bench_game.py
+    measured NHWC faster for every game, README, Speed); teacher training keeps NCHW."""
     parser.add_argument("--batch_size", type=positive_int, default=batch_size, help="training batch size")
     parser.add_argument("--test_batch_size", type=positive_int, default=test_batch_size,
                         help="evaluation batch size")
