@@ -21,7 +21,6 @@ from ..reporting import records
 from ..reporting.images import denormalize, save_grid, save_predictions
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
-from ..runtime.errors import UserError
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence, methods
@@ -103,14 +102,7 @@ def check_round(epoch, i, loss_S, loss_G, stop):
     sync (the losses are read), nothing in a world of one."""
     finite = bool(torch.isfinite(torch.stack([loss_S.float(), loss_G.float()])).all())
     all_finite, none_stopping = distributed.agree(finite, not stop.requested)
-    if not all_finite:
-        player, value = ("student", loss_S) if not torch.isfinite(loss_S) else ("generator", loss_G)
-        where = f" (process {distributed.rank()})" if distributed.world_size() > 1 else ""
-        raise UserError(
-            f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"
-            f"{where}. Nothing was saved from this epoch, so the last good checkpoints are intact. "
-            f"Resume from the last good epoch with --resume and a lower --lr_S / --lr_G (changed "
-            f"learning rates take effect on resume), or start again with lower ones.")
+    divergence.check_round(epoch, i, loss_S, loss_G, all_finite)
     stop.follow(none_stopping)
 
 
@@ -142,11 +134,16 @@ def train_epoch(args, game, device, epoch, plotter, stop):
 
 
 @torch.no_grad()
-def show_samples(exp, plotter, fixed_z, real_images, epoch):
+def fixed_noise_samples(exp, fixed_z):
+    """This epoch's generator on the fixed noise (eval mode): the sample grid, the
+    collapse diagnostics and the label-free pool all read these."""
+    exp.generator.eval()
+    return exp.generator(fixed_z)
+
+
+def show_samples(exp, plotter, fake, real_images, epoch):
     """A grid of generated samples (fixed noise, so epochs compare) and of real inputs,
     sent to visdom and written to results/DFAD-<dataset>/samples/ (there even without a server)."""
-    exp.generator.eval()
-    fake = exp.generator(fixed_z)
     plotter.images("Generated", fake, mean=exp.mean, std=exp.std)
     folder = os.path.join("results", f"DFAD-{exp.dataset}", "samples")
     save_grid(denormalize(fake, exp.mean, exp.std), os.path.join(folder, f"generated_epoch{epoch:03d}.png"))
@@ -283,7 +280,8 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
         game.best = score
         checkpoint.save_state_dict(exp.student, exp.student_ckpt)
         checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
-    diagnostics = label_free_and_collapse(exp, game, epoch, score)
+    samples = fixed_noise_samples(exp, game.fixed_z)
+    diagnostics = label_free_and_collapse(exp, game, epoch, score, samples)
     save_last(args, exp, game)
 
     plotter.scalar(exp.metric_name, epoch, score)
@@ -292,7 +290,7 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
     plotter.scalar("Class_entropy", epoch, diagnostics["entropy"])
     plotter.scalar("Classes_predicted", epoch, diagnostics["fraction"])
     plotter.scalar("Teacher_agreement", epoch, diagnostics["agreement"])
-    show_samples(exp, plotter, game.fixed_z, next(iter(exp.test_loader))[0][:64] if epoch == 1 else None, epoch)
+    show_samples(exp, plotter, samples, next(iter(exp.test_loader))[0][:64] if epoch == 1 else None, epoch)
     for hook in exp.extra_plots:
         hook(exp, plotter, epoch, device)
     epoch_seconds, elapsed, epochs_timed = timing
@@ -306,12 +304,12 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
 
 
 @torch.no_grad()
-def label_free_and_collapse(exp, game, epoch, score):
+def label_free_and_collapse(exp, game, epoch, score, samples):
     """Collapse diagnostics on this epoch's probe images, and the label-free choice of a
     student: the one that agrees most with the teacher (argmax) on the pool of probe
     images of the last POOL_SNAPSHOTS epochs' generators. Saved as ``-labelfree.pt``."""
     method = game.players.method
-    images = methods.probe_images(method, exp.generator, game.fixed_z)
+    images = methods.probe_images(method, samples)
     if images[0].numel() > 3 * 64 * 64:  # large (segmentation) images: 16 a snapshot keep it cheap
         images = images[:16]
     stats = methods.class_histogram_stats(exp.teacher(images))

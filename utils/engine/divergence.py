@@ -1,4 +1,5 @@
-"""Non-finite numbers caught where they start: a diverging teacher, a NaN teacher file.
+"""Non-finite numbers caught where they start: a diverging player of the game, a
+diverging teacher, a NaN teacher file.
 
 A diverged model is never saved (see :func:`utils.runtime.checkpoint.save_state_dict`), and a
 teacher that is already broken is named as the cause before the DFAD game starts,
@@ -8,6 +9,24 @@ import torch
 
 from ..runtime import checkpoint, distributed
 from ..runtime.errors import UserError
+
+
+def check_round(epoch, i, loss_S, loss_G, all_finite):
+    """Stop the game when a loss became non-finite in this process (or, ``all_finite``
+    false, in another one): every process stops at the same round, nothing of the epoch
+    is saved."""
+    if all_finite:
+        return
+    player, value = ("student", loss_S) if not torch.isfinite(loss_S) else ("generator", loss_G)
+    raise UserError(
+        f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"
+        f"{_where()}. Nothing was saved from this epoch, so the last good checkpoints are intact. "
+        f"Resume from the last good epoch with --resume and a lower --lr_S / --lr_G (changed "
+        f"learning rates take effect on resume), or start again with lower ones.")
+
+
+def _where():
+    return f" (process {distributed.rank()})" if distributed.world_size() > 1 else ""
 
 
 def check_teacher(teacher, loader, device, path):
@@ -41,9 +60,8 @@ def check_teacher_training(model, loss, epoch):
     (all_finite,) = distributed.agree(finite)
     if all_finite:
         return
-    where = f" (process {distributed.rank()})" if distributed.world_size() > 1 else ""
     raise UserError(
-        f"The teacher diverged in epoch {epoch}{where}: its loss or weights became non-finite "
+        f"The teacher diverged in epoch {epoch}{_where()}: its loss or weights became non-finite "
         f"(last loss {loss}). Nothing was saved from this epoch, so the best teacher and its "
         f"-last.pt checkpoint still hold the last good epoch. Resume with --resume and a lower "
         f"--lr (a changed --lr takes effect on resume), or start again with a lower --lr.")

@@ -51,16 +51,27 @@ def freeze(model):
     return model
 
 
-def student_step(teacher, student, generator, optimizer_S, z, precision):
-    """Move the student towards the teacher on one generated batch."""
-    with torch.no_grad(), precision.autocast():  # the generator is not updated here: no graph
-        fake = distributed.unwrap(generator)(z)
-        t_logit = teacher(fake)
+def generate(generator, z, precision):
+    """Images for the student's steps: the generator is not updated there, so no graph."""
+    with torch.no_grad(), precision.autocast():
+        return distributed.unwrap(generator)(z)
+
+
+def imitation_step(teacher, student, optimizer_S, images, precision, loss_fn=None):
+    """Move the student towards the teacher on one batch of images (by default with the
+    game's L1 discrepancy; the baselines of methods.py pass their own loss)."""
+    with torch.no_grad(), precision.autocast():
+        t_logit = teacher(images)
     optimizer_S.zero_grad(set_to_none=True)
     with precision.autocast():
-        loss_S = discrepancy(student(fake), t_logit)
+        loss_S = (loss_fn or discrepancy)(student(images), t_logit)
     precision.step(loss_S, optimizer_S, "student")
     return loss_S.detach()
+
+
+def student_step(teacher, student, generator, optimizer_S, z, precision):
+    """Move the student towards the teacher on one generated batch."""
+    return imitation_step(teacher, student, optimizer_S, generate(generator, z, precision), precision)
 
 
 def generator_step(teacher, student, generator, optimizer_G, z, adversarial_loss, precision):

@@ -20,7 +20,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..runtime import distributed
 from ..runtime.errors import UserError
 from . import game
 
@@ -51,30 +50,21 @@ def dafl_losses(t_logit, t_feature):
 
 
 def _student_step(p, images, loss_fn):
-    """One student step on ``images`` (no graph back to where they came from)."""
-    with torch.no_grad(), p.precision.autocast():
-        t_logit = p.teacher(images)
-    p.optimizer_S.zero_grad(set_to_none=True)
-    with p.precision.autocast():
-        loss_S = loss_fn(p.student(images), t_logit)
-    p.precision.step(loss_S, p.optimizer_S, "student")
-    return loss_S.detach()
+    return game.imitation_step(p.teacher, p.student, p.optimizer_S, images, p.precision, loss_fn)
 
 
 def _generated(p, batch_size, nz, device):
-    with torch.no_grad(), p.precision.autocast():
-        return distributed.unwrap(p.generator)(game.sample_noise(batch_size, nz, device))
+    return game.generate(p.generator, game.sample_noise(batch_size, nz, device), p.precision)
 
 
 class RandomGenerator:
-    """The generator never moves. Its samples are drawn in train mode (batch statistics),
-    as DFAD's generator draws them and as the reference's random-generator baseline did;
-    its BatchNorm layers stop tracking running statistics, so its state_dict stays
-    bit-identical (eval-mode samples would use the untrained running statistics and show
-    other images than the student sees)."""
+    """The generator never moves. Its BatchNorm layers stop tracking running statistics:
+    its state_dict stays bit-identical, and its samples are normalised with batch
+    statistics in train and eval mode alike, as DFAD's generator draws them and as the
+    reference's random-generator baseline did (the untrained running statistics would
+    show other images than the student sees)."""
 
     name = "random"
-    sample_in_train_mode = True
 
     def __init__(self, generator):
         for m in generator.modules():
@@ -102,7 +92,6 @@ class DAFL:
     objectives differ."""
 
     name = "dafl"
-    sample_in_train_mode = False
 
     def __init__(self, teacher, oh, ie, a):
         if not has_out_feature(teacher):
@@ -147,7 +136,6 @@ class KD:
     set, no generator step (its loss is reported as 0)."""
 
     name = "kd"
-    sample_in_train_mode = False
 
     def __init__(self, transfer_set, batch_size, seed, loss="l1", temperature=1.0):
         images = ImagesOnly(transfer_set)
@@ -176,7 +164,7 @@ class KD:
 
 def build(args, exp, batch_size):
     """The policy of ``args.method`` for this experiment (None for dfad: the reference round)."""
-    method = getattr(args, "method", "dfad")
+    method = args.method
     if method == "dfad":
         return None
     if method == "random":
@@ -191,18 +179,13 @@ def build(args, exp, batch_size):
     raise UserError(f"Unknown --method {method}; choose one of {', '.join(METHODS)}.")
 
 
-def uses_generator(method):
-    return not isinstance(method, KD)
-
-
-@torch.no_grad()
-def probe_images(method, generator, fixed_z):
-    """Images the diagnostics and the label-free pool are computed on: the generator's
-    (fixed noise) for the generator methods, a fixed batch of the transfer set for kd."""
+def probe_images(method, samples):
+    """Images the diagnostics and the label-free pool are computed on: this epoch's
+    fixed-noise ``samples`` for the generator methods, a fixed batch of the transfer set
+    for kd (whose generator plays no part)."""
     if isinstance(method, KD):
-        return method.fixed_images.to(fixed_z.device)
-    generator.train(bool(method is not None and method.sample_in_train_mode))
-    return generator(fixed_z)
+        return method.fixed_images.to(samples.device)
+    return samples
 
 
 @torch.no_grad()
