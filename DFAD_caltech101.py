@@ -32,7 +32,7 @@ def main(argv=None):
         context="--dataset caltech101")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
         student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
         generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
         test_loader=get_test_loader(args),

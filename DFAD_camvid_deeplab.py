@@ -34,14 +34,16 @@ def main(argv=None):
              "--data_root ./data/CamVid --scheduler --lr 0.1 --num_classes 11")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
         student=deeplabv3_mobilenet(NUM_CLASSES, dropout_p=0.5, pretrained_backbone=False),
         generator=GeneratorB(nz=args.nz, nc=3, img_size=128),
         test_loader=get_test_loader(args),
-        transfer_set=lambda: get_transfer_set(args), evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
+        transfer_set=lambda: get_transfer_set(args),
+        evaluate=segmentation_evaluator(NUM_CLASSES), metric_name="mIoU",
         adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
-        start_from=args.stu_ckpt or "", predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")
+        start_from=args.stu_ckpt or "",
+        predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")
     return dfad.run(args, experiment, device)
 
 

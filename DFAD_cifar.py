@@ -29,7 +29,7 @@ def main(argv=None):
         context=f"--dataset {args.dataset}")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
         student=network.resnet_8x.ResNet18_8x(num_classes=num_classes),
         generator=network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32),
         test_loader=get_test_loader(args),

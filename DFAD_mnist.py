@@ -27,7 +27,7 @@ def main(argv=None):
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
     mean, std = normalization(args.dataset)
     experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher,
+        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
         student=network.lenet.LeNet5Half(), generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
         test_loader=get_test_loader(args),
         transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",

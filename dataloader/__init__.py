@@ -61,7 +61,7 @@ def get_train_loader(args, batch_size):
 
 def get_transfer_set(args):
     """--method kd: the training split of --transfer_set (default: --dataset's, KD-ORI)."""
-    return get_dataset(getattr(args, "transfer_set", None) or args.dataset, args.data_root, train=True)
+    return get_dataset(args.transfer_set or args.dataset, args.data_root, train=True)
 
 
 def get_test_loader(args):

@@ -92,12 +92,12 @@ def test_segmentation_loss_is_negative_log_of_l1_plus_one():
     assert game.adversarial_loss_l1(s, t).item() == pytest.approx(-2.0)
 
 
-def tiny_experiment(tmp_path, teacher, student, generator):
+def tiny_experiment(tmp_path, teacher, student, generator, method="dfad"):
     images = torch.randn(20, 1, 32, 32)
     loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (20,))), batch_size=8)
     return dfad.Experiment(
         dataset="unit", student_name="tiny", teacher=teacher, student=student, generator=generator,
-        test_loader=loader,
+        test_loader=loader, method=method,
         evaluate=evaluate_classifier, metric_name="Acc",
         student_ckpt=str(tmp_path / "s.pt"), generator_ckpt=str(tmp_path / "g.pt"))
 

@@ -55,7 +55,7 @@ def test_random_leaves_the_generator_bit_identical(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator, _, _ = players()
     student_before, generator_before = state(student), state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator, method="random")
     dfad.run(game_args("--method", "random"), exp, CPU)
     for k, v in generator.state_dict().items():
         assert torch.equal(v, generator_before[k]), k                # weights and BN buffers alike
@@ -88,7 +88,7 @@ def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator, _, _ = players()
     generator_before = state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator, method="kd")
     exp.transfer_set = TransferSet()
     dfad.run(game_args("--method", "kd", "--kd_loss", "kl"), exp, CPU)
     # 64 fixed probe images (all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
@@ -101,7 +101,7 @@ def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator, _, _ = players()
     generator_before = state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    exp = tiny_experiment(tmp_path, teacher, student, generator, method="dafl")
     args = game_args("--method", "dafl")
     assert (args.lr_G, args.lr_S, args.optimizer_S) == (0.2, 0.05, "adam")  # --lr_S given, the rest DAFL's
     dfad.run(args, exp, CPU)

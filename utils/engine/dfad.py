@@ -60,11 +60,22 @@ class Experiment:
     predictions_folder: str = ""    # --save_img: write the best student's test predictions here
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
+    method: str = "dfad"            # --method: a baseline's files and env carry its name, so it
+                                    # never overwrites the DFAD student
 
     def __post_init__(self):
         # The reference's checkpoint names, decided here once for every script.
-        self.student_ckpt = self.student_ckpt or f"checkpoint/student/{self.dataset}-{self.student_name}.pt"
+        self.student_ckpt = self.student_ckpt or f"checkpoint/student/{self.dataset}-{self.student_name}{self.suffix}.pt"
         self.generator_ckpt = self.generator_ckpt or self.student_ckpt[:-len(".pt")] + "-generator.pt"
+
+    @property
+    def suffix(self):
+        return "" if self.method == "dfad" else f"-{self.method}"
+
+    @property
+    def run_name(self):
+        """DFAD-<dataset> (the reference's env and log name), DFAD-<dataset>-<method> for a baseline."""
+        return f"DFAD-{self.dataset}{self.suffix}"
 
     @property
     def last_ckpt(self):
@@ -163,7 +174,7 @@ def multistep_lr(milestones, gamma=0.1):
 
 
 def build_optimizers(args, student, generator):
-    if getattr(args, "optimizer_S", None) == "adam":  # DAFL's MNIST recipe
+    if args.optimizer_S == "adam":  # DAFL's MNIST recipe
         optimizer_S = torch.optim.Adam(student.parameters(), lr=args.lr_S, weight_decay=args.weight_decay)
     else:
         optimizer_S = torch.optim.SGD(student.parameters(), lr=args.lr_S,
@@ -256,7 +267,7 @@ def warm_start(exp, stu_ckpt):
 def test_only(args, exp, device, plotter):
     """Evaluate a saved student instead of training one."""
     exp.student.to(device)
-    checkpoint.load_weights(exp.student, exp.start_from or getattr(args, "eval_ckpt", None) or exp.student_ckpt,
+    checkpoint.load_weights(exp.student, exp.start_from or args.eval_ckpt or exp.student_ckpt,
                             "student checkpoint",
                             hint="Run this script without --test_only first.")
     scores = exp.evaluate(exp.student, exp.test_loader, device)
@@ -326,12 +337,6 @@ def label_free_and_collapse(exp, game, epoch, score, samples):
     return stats
 
 
-def run_name(args, exp):
-    """DFAD-<dataset> (the reference's name) for dfad, DFAD-<dataset>-<method> for a baseline."""
-    method = getattr(args, "method", "dfad")
-    return f"DFAD-{exp.dataset}" + ("" if method == "dfad" else f"-{method}")
-
-
 def run(args, exp, device):
     """Play the game for ``args.epochs`` epochs; returns the best test metric.
 
@@ -340,12 +345,7 @@ def run(args, exp, device):
     list as one row of ``log/DFAD-<dataset>.csv`` and ends with ``Best <metric>=<value>``.
     """
     main_process = distributed.is_main()
-    method = getattr(args, "method", "dfad")
-    if method != "dfad" and exp.student_ckpt == f"checkpoint/student/{exp.dataset}-{exp.student_name}.pt":
-        # a baseline keeps its own players: it must not overwrite the DFAD student
-        exp.student_ckpt = f"checkpoint/student/{exp.dataset}-{exp.student_name}-{method}.pt"
-        exp.generator_ckpt = exp.student_ckpt[:-len(".pt")] + "-generator.pt"
-    plotter = VisdomPlotter(env=run_name(args, exp), port=args.visdom_port,
+    plotter = VisdomPlotter(env=exp.run_name, port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
     exp.teacher.to(device)
@@ -360,7 +360,7 @@ def run(args, exp, device):
             save_predictions(exp, device, exp.predictions_folder)
         return score
 
-    log_csv, log_json = f"log/{run_name(args, exp)}.csv", f"log/{run_name(args, exp)}.json"
+    log_csv, log_json = f"log/{exp.run_name}.csv", f"log/{exp.run_name}.json"
     if main_process:
         preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt, exp.labelfree_ckpt],
                                 logs=[log_csv, log_json],
@@ -392,7 +392,7 @@ def run(args, exp, device):
         records.log_run(log_csv, log_json, game.history, {
             "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
-            "args": vars(args), "run_id": game.run_id, "method": getattr(args, "method", "dfad"),
+            "args": vars(args), "run_id": game.run_id, "method": exp.method,
             "labelfree": game.labelfree["test"], "labelfree_epoch": game.labelfree["epoch"],
             "labelfree_agreement": game.labelfree["agreement"], "diagnostics": game.diagnostics,
             "history": game.history})

@@ -163,8 +163,9 @@ class KD:
 
 
 def build(args, exp, batch_size):
-    """The policy of ``args.method`` for this experiment (None for dfad: the reference round)."""
-    method = args.method
+    """The policy of the experiment's method (None for dfad: the reference round); its
+    options come from ``args``."""
+    method = exp.method
     if method == "dfad":
         return None
     if method == "random":
