@@ -3,6 +3,7 @@
     python get_results.py --log log/DFAD-mnist.csv   # one log: best of each run, mean, std, best
     python get_results.py                            # every log/DFAD-*.csv: a paper-style table
     python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
+    python get_results.py --methods --log_dir 'runs/paper_table/*/log'   # benchmarks/paper_table.py's cells
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
 JSON file beside it adds each run's teacher score, method, last epoch and the student
@@ -61,7 +62,8 @@ def table(paths):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=None, help="one log/DFAD-<dataset>.csv (default: a table of all)")
-    parser.add_argument("--log_dir", default="log", help="where the logs are, for the table")
+    parser.add_argument("--log_dir", default="log", help="where the logs are, for the table; with --methods also a pattern "
+                                                         "such as 'runs/paper_table/*/log' (default: log)")
     parser.add_argument("--methods", action="store_true",
                         help="the methods table (dfad, random, dafl, KD; best, last, label-free) of "
                              "benchmarks/paper_table.py, from every log/DFAD-*.json")

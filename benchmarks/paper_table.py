@@ -2,18 +2,28 @@
 run per cell (as subprocesses, as a user runs them), then results/paper_table.md.
 
     python benchmarks/paper_table.py --datasets digits mnist --methods dfad random dafl kd kd:digits \\
-        --seeds 1 2 3 --epochs 20 --epoch_itrs 50 --batch_size 64 --budget_minutes 600
+        --seeds 1 2 3 --epochs 20 --epoch_itrs 50 --batch_size 64 --jobs 2 --budget_minutes 600
 
 A method is dfad, random, dafl, kd (KD-ORI: the teacher's own training set) or
 kd:<data set> (KD on another set the script loads, e.g. kd:digits for an MNIST teacher).
-Teachers must exist (checkpoint/teacher/<dataset>-<model>.pt; train_teacher.py makes
-them). Resumable: a cell whose run record already exists in log/ is not run again. The
-wall-time budget stops starting new cells once spent; the table is written from what exists.
-Also writes results/curves.csv (test metric against outer iterations, per method: mean,
-min and max over seeds) and results/curves.png when matplotlib is installed.
+Teachers must exist (checkpoint/teacher/<dataset>-<model>.pt; train_teacher.py makes them).
+
+Each cell runs in a folder of its own, runs/paper_table/<dataset>-<method>-e<epochs>x<itrs>
+-b<batch>-seed<seed>/ (its checkpoints, log/ and output.log), so cells can run side by
+side (--jobs) and never overwrite the checkpoints of your own runs. Resumable: a cell
+whose run record exists is not run again, and one that was stopped goes on from its
+-last.pt. Cells run seed by seed, so a budget-limited grid has every method's first seed
+first. The wall-time budget stops starting new cells once spent; SIGINT/SIGTERM stop
+the running cells (each saves its -last.pt) and the table is written from what exists.
+Also writes results/curves.csv and results/curves.png: the test metric against outer
+iterations, per method, mean with the min-max band over seeds.
 """
 import argparse
+import functools
+import glob
+import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,15 +41,27 @@ SCRIPTS = {"mnist": "DFAD_mnist.py", "digits": "DFAD_mnist.py", "cifar10": "DFAD
 GRID_ARGS = ("seed", "epochs", "epoch_itrs", "batch_size", "method", "transfer_set")
 
 
+@functools.lru_cache(maxsize=None)
+def teacher_of(dataset):
+    """The teacher checkpoint the data set's script reads by default (its --ckpt), absolute,
+    since each cell runs in a folder of its own."""
+    spec = importlib.util.spec_from_file_location("script", os.path.join(ROOT, SCRIPTS[dataset]))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return os.path.abspath(script.get_args_parser().parse_args(["--dataset", dataset]).ckpt)
+
+
 def cell_args(args, dataset, method, seed):
     name, _, transfer = method.partition(":")
     return {"dataset": dataset, "method": name, "transfer_set": transfer or None, "seed": seed,
-            "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size}
+            "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size,
+            "folder": os.path.join(args.work_dir, f"{dataset}-{method.replace(':', '-')}-e{args.epochs}x"
+                                   f"{args.epoch_itrs}-b{args.batch_size}-seed{seed}")}
 
 
 def log_json(cell):
-    return os.path.join("log", f"DFAD-{cell['dataset']}" + ("" if cell["method"] == "dfad" else f"-{cell['method']}")
-                        + ".json")
+    name = f"DFAD-{cell['dataset']}" + ("" if cell["method"] == "dfad" else f"-{cell['method']}")
+    return os.path.join(cell["folder"], "log", name + ".json")
 
 
 def matches(record, cell):
@@ -51,13 +73,63 @@ def done(cell):
     return [r for r in records.read_run_records(log_json(cell)) if matches(r, cell)]
 
 
-def command(cell, extra):
+def command(cell, args):
     flags = ["--dataset", cell["dataset"], "--method", cell["method"], "--seed", cell["seed"],
              "--epochs", cell["epochs"], "--epoch_itrs", cell["epoch_itrs"], "--batch_size",
-             cell["batch_size"], "--no_visdom"]
+             cell["batch_size"], "--data_root", os.path.abspath(args.data_root),
+             "--ckpt", teacher_of(cell["dataset"]),
+             "--no_visdom"]
     if cell["transfer_set"]:
         flags += ["--transfer_set", cell["transfer_set"]]
-    return [sys.executable, os.path.join(ROOT, SCRIPTS[cell["dataset"]]), *map(str, flags), *extra]
+    if glob.glob(os.path.join(cell["folder"], "checkpoint", "student", "*-last.pt")):
+        flags.append("--resume")  # stopped earlier: go on where it was
+    return [sys.executable, os.path.join(ROOT, SCRIPTS[cell["dataset"]]), *map(str, flags), *args.extra]
+
+
+def child_env(jobs):
+    """Cells side by side share the cores: one thread pool each would oversubscribe them."""
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+class Cells:
+    """Runs cells as subprocesses, at most ``jobs`` at once, each in its own folder and
+    session (a Ctrl-C reaches them once, forwarded by :meth:`stop`, not twice)."""
+
+    def __init__(self, jobs):
+        self.jobs, self.running, self.stopped_by = jobs, {}, None
+
+    def start(self, cell, cmd):
+        os.makedirs(cell["folder"], exist_ok=True)
+        with open(os.path.join(cell["folder"], "output.log"), "ab") as output:
+            process = subprocess.Popen(cmd, cwd=cell["folder"], stdout=output, stderr=subprocess.STDOUT,
+                                       env=child_env(self.jobs), start_new_session=True)
+        self.running[process] = cell
+        print(f"started: {os.path.basename(cell['folder'])} (output in {cell['folder']}/output.log)", flush=True)
+
+    def wait_below(self, count):
+        """Collect finished cells until fewer than ``count`` run (``jobs``: a free slot; 1: all done)."""
+        while True:
+            for process, cell in list(self.running.items()):
+                if process.poll() is not None:
+                    del self.running[process]
+                    best = [r.get("best") for r in done(cell)[-1:]]
+                    print(f"finished: {os.path.basename(cell['folder'])} exit {process.returncode}"
+                          + (f", best {best[0]:.4f}" if best else
+                             f" (see {cell['folder']}/output.log)"), flush=True)
+            if len(self.running) < count:
+                return
+            time.sleep(0.2)
+
+    def stop(self, signum, frame):
+        if self.stopped_by is None:
+            print(f"\n{signal.Signals(signum).name} received: stopping the running cells "
+                  f"(each saves its -last.pt); run the same command again to go on.", flush=True)
+            for process in self.running:
+                process.send_signal(signum)
+        self.stopped_by = signum
 
 
 def curves(cells, path):
@@ -77,12 +149,9 @@ def curves(cells, path):
 
 
 def plot(cells, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+    import matplotlib
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
     datasets = sorted({d for d, _ in cells})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
@@ -102,56 +171,88 @@ def plot(cells, path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    return True
+    plt.close(fig)
+
+
+def hardware():
+    """What the cells ran on, for the table's footnote: the GPU if the scripts use one, else the CPU."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits"], choices=sorted(SCRIPTS),
+                        help="data sets (default: digits)")
+    parser.add_argument("--methods", nargs="+", default=["dfad", "random", "dafl", "kd"],
+                        help="dfad, random, dafl, kd (KD-ORI) or kd:<data set> (default: dfad random dafl kd)")
+    parser.add_argument("--seeds", nargs="+", type=cli.seed_value, default=[1, 2, 3], help="default: 1 2 3")
+    parser.add_argument("--epochs", type=cli.positive_int, default=20, help="default: 20")
+    parser.add_argument("--epoch_itrs", type=cli.positive_int, default=50, help="default: 50")
+    parser.add_argument("--batch_size", type=cli.positive_int, default=64, help="default: 64")
+    parser.add_argument("--jobs", type=cli.positive_int, default=1,
+                        help="cells run at once (default: 1); each gets cores/jobs threads")
+    parser.add_argument("--data_root", default="data", help="the scripts' --data_root (default: data)")
+    parser.add_argument("--work_dir", default=os.path.join("runs", "paper_table"),
+                        help="where each cell's folder goes (default: runs/paper_table)")
+    parser.add_argument("--budget_minutes", type=cli.non_negative_float, default=None,
+                        help="start no new cell after this much wall time (default: no limit; "
+                             "0: only write the table from the cells that exist)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="flags passed to every script run (last on the line)")
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits"], choices=sorted(SCRIPTS))
-    parser.add_argument("--methods", nargs="+", default=["dfad", "random", "dafl", "kd"],
-                        help="dfad, random, dafl, kd (KD-ORI) or kd:<data set>")
-    parser.add_argument("--seeds", nargs="+", type=cli.seed_value, default=[1, 2, 3])
-    parser.add_argument("--epochs", type=cli.positive_int, default=20)
-    parser.add_argument("--epoch_itrs", type=cli.positive_int, default=50)
-    parser.add_argument("--batch_size", type=cli.positive_int, default=64)
-    parser.add_argument("--budget_minutes", type=cli.positive_float, default=None,
-                        help="start no new cell after this much wall time (default: no limit)")
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                        help="flags passed to every script run (last on the line)")
-    args = parser.parse_args(argv)
+    args = get_args_parser().parse_args(argv)
     for m in args.methods:
         if m.partition(":")[0] not in ("dfad", "random", "dafl", "kd") or (":" in m and not m.startswith("kd:")):
             raise UserError(f"unknown method {m}: use dfad, random, dafl, kd or kd:<data set>.")
-    started, grid, skipped = time.time(), [], []
-    for dataset in args.datasets:
-        for method in args.methods:
-            for seed in args.seeds:
-                grid.append(cell_args(args, dataset, method, seed))
-    for cell in grid:
-        if done(cell):
-            continue
-        if args.budget_minutes is not None and time.time() - started > 60 * args.budget_minutes:
+    grid = [cell_args(args, dataset, method, seed)
+            for seed in args.seeds for dataset in args.datasets for method in args.methods]
+    todo = [cell for cell in grid if not done(cell)]
+    teachers = {cell["dataset"]: teacher_of(cell["dataset"]) for cell in todo}
+    missing = {d: path for d, path in teachers.items() if not os.path.isfile(path)}
+    if missing and args.budget_minutes != 0:
+        raise UserError("no teacher for " + ", ".join(f"{d} ({p})" for d, p in missing.items())
+                        + ": train it first, e.g. `python train_teacher.py --dataset <dataset> ...` "
+                          "(see the README), or leave the data set out of --datasets.")
+
+    started, skipped, cells = time.time(), [], Cells(args.jobs)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, cells.stop)
+    for cell in todo:
+        cells.wait_below(args.jobs)
+        out_of_time = args.budget_minutes is not None and time.time() - started >= 60 * args.budget_minutes
+        if out_of_time or cells.stopped_by:
             skipped.append(cell)
             continue
-        cmd = command(cell, args.extra)
-        print("running:", " ".join(cmd[1:]), flush=True)
-        result = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=ROOT))
-        if result.returncode:
-            print(f"cell failed (exit {result.returncode}): {cell}", flush=True)
+        cells.start(cell, command(cell, args))
+    cells.wait_below(1)
+
     pairs = [(log_json(c), r) for c in grid for r in done(c)[-1:]]
-    cells = table.group(pairs)
+    by_method = table.group(pairs)
     os.makedirs("results", exist_ok=True)
-    lines = table.markdown(cells)
+    lines = table.markdown(by_method)
     note = (f"\n{len(pairs)} of {len(grid)} cells measured (epochs {args.epochs} x {args.epoch_itrs} "
-            f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))})"
-            + (f"; {len(skipped)} left out by the time budget" if skipped else "") + ".\n")
+            f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))}; "
+            f"{hardware()})" + (f"; {len(skipped)} not run (time budget or stop)" if skipped else "") + ".\n")
     records.atomic_write_text(os.path.join("results", "paper_table.md"), "\n".join(lines) + "\n" + note)
-    curves(cells, os.path.join("results", "curves.csv"))
-    png = plot(cells, os.path.join("results", "curves.png"))
+    curves(by_method, os.path.join("results", "curves.csv"))
+    if by_method:
+        plot(by_method, os.path.join("results", "curves.png"))
     print("\n".join(lines) + note)
-    print("wrote results/paper_table.md, results/curves.csv"
-          + (", results/curves.png" if png else " (no results/curves.png: matplotlib is not installed)"))
-    return cells
+    print("wrote results/paper_table.md, results/curves.csv, results/curves.png")
+    if cells.stopped_by:
+        sys.exit(128 + cells.stopped_by)
+    return by_method
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def dataset_of(record, path):
 
 
 def records_in(log_dir):
-    """(path, record) of every run logged in ``log_dir``/DFAD-*.json."""
+    """(path, record) of every run logged in ``log_dir``/DFAD-*.json; ``log_dir`` may be a
+    pattern, e.g. runs/paper_table/*/log for every cell of benchmarks/paper_table.py."""
     return [(path, r) for path in sorted(glob.glob(os.path.join(log_dir, "DFAD-*.json")))
             for r in read_run_records(path)]
 
