@@ -90,11 +90,33 @@ def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
     generator_before = state(generator)
     exp = tiny_experiment(tmp_path, teacher, student, generator, method="kd")
     exp.transfer_set = TransferSet()
-    dfad.run(game_args("--method", "kd", "--kd_loss", "kl"), exp, CPU)
-    # 64 fixed probe images (all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
+    dfad.run(game_args("--method", "kd", "--kd_loss", "kl", "--num_workers", "0"), exp, CPU)  # reads counted here
+    # the fixed probe (up to 1024 images, all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
     assert exp.transfer_set.reads >= 24 + 2 * 3 * 5 * 8
     assert all(torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
     assert records(tmp_path, "DFAD-unit-kd")[-1]["method"] == "kd"
+
+
+def test_kd_scores_students_on_one_fixed_probe_with_loader_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student, generator, _, _ = players()
+    exp = tiny_experiment(tmp_path, teacher, student, generator, method="kd")
+    exp.transfer_set = TransferSet()
+    pools = []
+    agreement = methods.agreement
+    monkeypatch.setattr(methods, "agreement", lambda s, t, images: (pools.append(images), agreement(s, t, images))[1])
+    dfad.run(game_args("--method", "kd", "--epochs", "3", "--num_workers", "2"), exp, CPU)
+    assert [len(p) for p in pools] == [24, 24, 24] and all(torch.equal(p, pools[0]) for p in pools)
+
+
+def test_label_free_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scripted = iter([0.5, 0.9, 0.9])
+    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
+    teacher, student, generator, _, _ = players()
+    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    dfad.run(game_args("--epochs", "3"), exp, CPU)
+    assert records(tmp_path, "DFAD-unit")[-1]["labelfree_epoch"] == 3
 
 
 def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):

@@ -318,20 +318,21 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
 def label_free_and_collapse(exp, game, epoch, score, samples):
     """Collapse diagnostics on this epoch's probe images, and the label-free choice of a
     student: the one that agrees most with the teacher (argmax) on the pool of probe
-    images of the last POOL_SNAPSHOTS epochs' generators. Saved as ``-labelfree.pt``."""
+    images of the last POOL_SNAPSHOTS epochs' generators (kd: its fixed probe), the later
+    one on a tie. Saved as ``-labelfree.pt``."""
     method = game.players.method
     images = methods.probe_images(method, samples)
-    if images[0].numel() > 3 * 64 * 64:  # large (segmentation) images: 16 a snapshot keep it cheap
+    if images[0].numel() > methods.LARGE_IMAGE:  # large (segmentation) images: 16 a snapshot keep it cheap
         images = images[:16]
     stats = methods.class_histogram_stats(exp.teacher(images))
-    game.pool = (game.pool + [images])[-POOL_SNAPSHOTS:]
+    game.pool = methods.label_free_pool(method, game.pool, images, POOL_SNAPSHOTS)
     training = exp.student.training
     exp.student.eval()
     stats["agreement"] = methods.agreement(exp.student, exp.teacher, torch.cat(game.pool))
     exp.student.train(training)
     stats["epoch"] = epoch
     game.diagnostics.append(stats)
-    if stats["agreement"] > game.labelfree["agreement"]:
+    if stats["agreement"] >= game.labelfree["agreement"]:  # a tie: the student trained longer
         game.labelfree = {"epoch": epoch, "agreement": stats["agreement"], "test": score}
         checkpoint.save_state_dict(exp.student, exp.labelfree_ckpt)
     return stats

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..runtime.errors import UserError
+from ..runtime.signals import ignore_stop_signals
 from . import game
 
 METHODS = ("dfad", "random", "dafl", "kd")
@@ -137,16 +138,19 @@ class KD:
 
     name = "kd"
 
-    def __init__(self, transfer_set, batch_size, seed, loss="l1", temperature=1.0):
+    def __init__(self, transfer_set, batch_size, seed, loss="l1", temperature=1.0, num_workers=0):
         images = ImagesOnly(transfer_set)
         if len(images) < batch_size:
             raise UserError(f"The transfer set holds {len(images)} images, fewer than one batch "
                             f"({batch_size}); lower --batch_size or pick a larger --transfer_set.")
+        # Five batches a round: decoding and resizing them in the main process left a GPU idle.
         self.loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
-                                 generator=torch.Generator().manual_seed(seed))
+                                 generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                                 persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                                 worker_init_fn=ignore_stop_signals if num_workers else None)
         self.batches = iter(self.loader)
         self.loss = game.discrepancy if loss == "l1" else (lambda s, t: kl_divergence(s, t, temperature))
-        self.fixed_images = torch.stack([images[i] for i in range(min(64, len(images)))])
+        self.fixed_images = probe_subset(images, seed)
 
     def next_images(self, device):
         try:
@@ -176,8 +180,28 @@ def build(args, exp, batch_size):
         transfer = exp.transfer_set() if callable(exp.transfer_set) else exp.transfer_set
         if transfer is None:
             raise UserError("--method kd needs real images, and this experiment declares no transfer set.")
-        return KD(transfer, batch_size, args.seed, args.kd_loss, args.temperature)
+        return KD(transfer, batch_size, args.seed, args.kd_loss, args.temperature, args.num_workers)
     raise UserError(f"Unknown --method {method}; choose one of {', '.join(METHODS)}.")
+
+
+PROBE_IMAGES = 1024      # kd's fixed probe: enough that agreement does not saturate at 1.0
+LARGE_IMAGE = 3 * 64 * 64  # above this many values an image, 16 of them are probe enough
+
+
+def probe_subset(images, seed):
+    """A fixed, seeded sample of the transfer set, the same every epoch: kd's probe images."""
+    count = PROBE_IMAGES if images[0].numel() <= LARGE_IMAGE else 16
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return torch.stack([images[int(i)] for i in order[:count]])
+
+
+def label_free_pool(method, pool, images, snapshots):
+    """The pool the label-free choice scores students on: the probe images of the last
+    ``snapshots`` epochs' generators, or for kd its one fixed probe (repeating it would
+    only weigh the same images more)."""
+    if isinstance(method, KD):
+        return [images]
+    return (pool + [images])[-snapshots:]
 
 
 def probe_images(method, samples):
