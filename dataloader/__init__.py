@@ -15,6 +15,7 @@ from utils.runtime.signals import ignore_stop_signals
 from . import caltech as _caltech
 from . import camvid as _camvid
 from . import cifar as _cifar
+from .folder import ImageFolderTransferSet
 from . import mnist as _mnist
 from . import nyu as _nyu
 
@@ -60,8 +61,14 @@ def get_train_loader(args, batch_size):
 
 
 def get_transfer_set(args):
-    """--method kd: the training split of --transfer_set (default: --dataset's, KD-ORI)."""
-    return get_dataset(args.transfer_set or args.dataset, args.data_root, train=True)
+    """--method kd: the training split of --transfer_set (default: --dataset's, KD-ORI), or
+    the images of a folder, shaped and normalised like --dataset's test images."""
+    name = args.transfer_set or args.dataset
+    if name in DATASETS:
+        return get_dataset(name, args.data_root, train=True)
+    image = get_dataset(args.dataset, args.data_root, train=False)[0][0]
+    info = DATASETS[args.dataset]
+    return ImageFolderTransferSet(name, image.shape[0], image.shape[1:], info.mean, info.std)
 
 
 def get_test_loader(args):

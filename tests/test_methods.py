@@ -174,28 +174,6 @@ def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_d
         assert f"Student: Acc={record['labelfree']:.4f}" in capsys.readouterr().out
 
 
-def test_methods_on_a_segmentation_script(in_tmp_dir, monkeypatch):
-    import functools
-
-    import DFAD_camvid_deeplab
-    import dataloader
-    from test_scripts_seg import RESIZE, argv, camvid, data_root, reference_teacher
-    small = functools.partial(camvid, crop_size=32, resize=RESIZE)  # as test_scripts_seg: quick images
-    monkeypatch.setitem(dataloader.DATASETS, "camvid", dataloader.DATASETS["camvid"]._replace(build=small))
-    root = data_root(in_tmp_dir, "camvid")
-    teacher = in_tmp_dir / "teacher.pt"
-    torch.save(reference_teacher(11), teacher)
-    common = argv("--ckpt", teacher, "--data_root", root, "--no_visdom", "--epochs", "1", "--epoch_itrs", "1",
-                  "--batch_size", "2", "--test_batch_size", "2", "--num_workers", "0")
-    with pytest.raises(UserError, match="out_feature"):
-        DFAD_camvid_deeplab.main(common + ["--method", "dafl"])
-    for method in ("random", "kd"):
-        best = DFAD_camvid_deeplab.main(common + ["--method", method])
-        record = json.loads((in_tmp_dir / "log" / f"DFAD-camvid-{method}.json").read_text())[-1]
-        assert record["method"] == method and record["best"] == best
-        assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1
-
-
 @pytest.mark.parametrize("method,expected", [("random", ["student"] * 5), ("kd", ["student"] * 5),
                                              ("dafl", ["student"] * 5 + ["generator"])])
 def test_a_baseline_round_has_the_dfad_shape(method, expected):

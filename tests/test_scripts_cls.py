@@ -1,9 +1,13 @@
-"""CIFAR and Caltech101 teachers and DFAD scripts end to end on tiny generated data."""
+"""CIFAR and Caltech101 teachers and DFAD scripts end to end on tiny generated data, each
+--method included (kd also on a folder of images)."""
 import csv
+import json
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torchvision import datasets
 
 import DFAD_caltech101
@@ -64,6 +68,51 @@ def test_wrong_class_count_is_named(cifar_root):
         DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(path), *TINY_DFAD])
 
 
+def record(root, dataset, method):
+    return json.loads((root / "log" / f"DFAD-{dataset}-{method}.json").read_text())[-1]
+
+
+def write_image_folder(folder, count=6):
+    """Unlabelled images of mixed sizes and modes, some in a sub-folder."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        path = folder / ("more" if i % 2 else "") / f"img{i}.{'png' if i % 3 else 'jpg'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (20 + 3 * i, 30, 3), dtype=np.uint8)
+        Image.fromarray(pixels).convert("L" if i == 1 else "RGB").save(path)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_every_method_on_the_cifar_script(cifar_root):
+    path = cifar_root / "teacher.pt"
+    torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
+    common = ["--dataset", "cifar10", "--ckpt", str(path), *TINY_DFAD]
+    folder = write_image_folder(cifar_root / "unlabelled")  # (KD on CIFAR's own images: the MNIST tests)
+    for method, extra in (("random", []), ("dafl", []), ("kd", ["--transfer_set", str(folder)])):
+        best = DFAD_cifar.main(common + ["--method", method, *extra])
+        assert record(cifar_root, "cifar10", method)["best"] == best
+        network.resnet_8x.ResNet18_8x(10).load_state_dict(torch.load(
+            cifar_root / "checkpoint" / "student" / f"cifar10-resnet18_8x-{method}-labelfree.pt", weights_only=True))
+    assert record(cifar_root, "cifar10", "kd")["args"]["transfer_set"] == str(folder)
+
+
+def test_a_folder_transfer_set_is_checked(cifar_root, capsys):
+    path = cifar_root / "teacher.pt"
+    torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
+    common = ["--dataset", "cifar10", "--ckpt", str(path), "--method", "kd", *TINY_DFAD]
+    with pytest.raises(SystemExit):
+        DFAD_cifar.main(common + ["--transfer_set", str(cifar_root / "missing")])
+    assert "is neither a data set of this script (cifar10, cifar100) nor a folder" in capsys.readouterr().err
+    (cifar_root / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        DFAD_cifar.main(common + ["--transfer_set", str(cifar_root / "empty")])
+    folder = write_image_folder(cifar_root / "damaged")
+    (folder / "img0.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(UserError, match="img0.jpg"):
+        DFAD_cifar.main(common + ["--transfer_set", str(folder)])
+
+
 def test_cifar_defaults_are_the_reference_ones():
     args = DFAD_cifar.get_args_parser().parse_args([])
     assert (args.batch_size, args.test_batch_size, args.epochs, args.epoch_itrs) == (256, 128, 500, 50)
@@ -91,6 +140,18 @@ def test_caltech_teacher_then_dfad(caltech_root, capsys):
     torchvision.models.resnet18(num_classes=101).load_state_dict(student, strict=True)
     assert (caltech_root / "checkpoint" / "student" / "caltech101-resnet18-generator.pt").exists()
     assert len(csv_rows(caltech_root / "log" / "DFAD-caltech101.csv")) == 1
+
+
+def test_baselines_on_the_caltech_script(caltech_root):
+    """torchvision's ResNet-34 returns no features: dafl is refused, random and kd run."""
+    path = caltech_root / "teacher.pt"
+    torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), path)
+    common = ["--ckpt", str(path), *TINY_DFAD]
+    with pytest.raises(UserError, match="out_feature"):
+        DFAD_caltech101.main(common + ["--method", "dafl"])
+    for method in ("random", "kd"):
+        best = DFAD_caltech101.main(common + ["--method", method])
+        assert record(caltech_root, "caltech101", method)["best"] == best
 
 
 def test_caltech_without_split_says_to_run_the_split_script(in_tmp_dir):

@@ -1,6 +1,7 @@
 """Segmentation teacher and DFAD scripts (CamVid, NYUv2) end to end on tiny generated data."""
 import csv
 import functools
+import json
 from types import SimpleNamespace
 from urllib.error import URLError
 
@@ -220,3 +221,20 @@ def test_defaults_are_the_reference_ones():
         assert (args.batch_size, args.epochs, args.lr, args.weight_decay, args.step_size, args.gamma) \
             == (16, 200, lr, 5e-4, 100, 0.1)
         assert (args.data_root, args.model, args.no_pretrained_backbone) == (root, "deeplabv3_resnet50", False)
+
+
+@pytest.mark.parametrize("dataset", CASES)
+def test_baselines_end_to_end(dataset, in_tmp_dir):
+    """--method random and kd run on each segmentation script; dafl refuses DeepLab, which
+    returns no features."""
+    script, _, _, _, classes, _ = CASES[dataset]
+    root = data_root(in_tmp_dir, dataset)
+    torch.save(reference_teacher(classes), "teacher.pt")
+    common = argv("--ckpt", "teacher.pt", "--data_root", root, "--no_visdom", *TINY, "--epoch_itrs", "1")
+    with pytest.raises(UserError, match="out_feature"):
+        script.main(common + ["--method", "dafl"])
+    for method in ("random", "kd"):
+        best = script.main(common + ["--method", method])
+        record = json.loads((in_tmp_dir / "log" / f"DFAD-{dataset}-{method}.json").read_text())[-1]
+        assert record["method"] == method and record["best"] == best
+        assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1

@@ -4,6 +4,7 @@ Flags the reference spelled with dashes are accepted with dashes and underscores
 """
 import argparse
 import math
+import os
 import random
 import signal
 import sys
@@ -229,6 +230,17 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
     return parser
 
 
+def transfer_set_value(datasets):
+    """--transfer_set: one of the script's data sets, or a folder holding images."""
+    def parse(text):
+        if text in datasets or os.path.isdir(text):
+            return text
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a data set of this script ({', '.join(datasets)}) nor a folder; "
+            f"name one of those data sets or an existing folder of images")
+    return parse
+
+
 def add_method_args(parser, datasets):
     """--method and its options: the paper's Table 2 baselines through the same loop."""
     from ..engine.methods import METHODS
@@ -244,8 +256,10 @@ def add_method_args(parser, datasets):
         "on real images of --transfer_set, labels never read. A baseline writes "
         "checkpoint/student/<dataset>-<model>-<method>*.pt and log/DFAD-<dataset>-<method>.*")
     group.add_argument("--method", choices=METHODS, default="dfad", help="how the student is trained")
-    group.add_argument("--transfer_set", choices=datasets, default=None,
-                       help="--method kd: the training images to distil on (default: --dataset's, KD-ORI)")
+    group.add_argument("--transfer_set", type=transfer_set_value(datasets), default=None,
+                       help=f"--method kd: the images to distil on: the training split of "
+                            f"{', '.join(datasets)}, or a folder of images (searched recursively, "
+                            f"resized to the teacher's input) (default: --dataset's, KD-ORI)")
     group.add_argument("--kd_loss", choices=["l1", "kl"], default="l1",
                        help="--method kd: the L1 on logits, as DFAD, or Hinton's KL with --temperature")
     group.add_argument("--temperature", type=positive_float, default=4.0, help="--method kd --kd_loss kl: T")
