@@ -109,16 +109,6 @@ def test_kd_scores_students_on_one_fixed_probe_with_loader_workers(tmp_path, mon
     assert [len(p) for p in pools] == [24, 24, 24] and all(torch.equal(p, pools[0]) for p in pools)
 
 
-def test_label_free_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    scripted = iter([0.5, 0.9, 0.9])
-    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
-    teacher, student, generator, _, _ = players()
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
-    dfad.run(game_args("--epochs", "3"), exp, CPU)
-    assert records(tmp_path, "DFAD-unit")[-1]["labelfree_epoch"] == 3
-
-
 def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator, _, _ = players()
@@ -139,10 +129,21 @@ def test_dafl_refuses_a_teacher_without_features():
         methods.DAFL(NoFeatures(), 1, 1, 1)
 
 
+def script_agreements(monkeypatch, values):
+    scripted = iter(values)
+    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
+
+
+def test_label_free_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script_agreements(monkeypatch, [0.5, 0.9, 0.9])
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(tmp_path, *players()[:3]), CPU)
+    assert records(tmp_path, "DFAD-unit")[-1]["labelfree_epoch"] == 3
+
+
 def test_label_free_rule_keeps_the_student_of_highest_agreement(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    scripted = iter([0.5, 0.9, 0.7])
-    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
+    script_agreements(monkeypatch, [0.5, 0.9, 0.7])
     teacher, student, generator, _, _ = players()
     exp = tiny_experiment(tmp_path, teacher, student, generator)
     students = []
