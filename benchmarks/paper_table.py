@@ -174,17 +174,13 @@ def plot(cells, path):
     plt.close(fig)
 
 
-def hardware():
-    """What the cells ran on, for the table's footnote: the GPU if the scripts use one, else the CPU."""
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = "CPU"
-    return f"{model}, {os.cpu_count()} cores"
+def hardware(pairs):
+    """The devices the measured cells ran on (from their records), for the table's footnote."""
+    counts = {}
+    for _, record in pairs:
+        name = record.get("device", "device not recorded")
+        counts[name] = counts.get(name, 0) + 1
+    return "; ".join(f"{name}: {n} cell{'s' if n > 1 else ''}" for name, n in sorted(counts.items()))
 
 
 def get_args_parser():
@@ -243,7 +239,8 @@ def main(argv=None):
     lines = table.markdown(by_method)
     note = (f"\n{len(pairs)} of {len(grid)} cells measured (epochs {args.epochs} x {args.epoch_itrs} "
             f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))}; "
-            f"{hardware()})" + (f"; {len(skipped)} not run (time budget or stop)" if skipped else "") + ".\n")
+            f"ran on {hardware(pairs) or '-'})"
+            + (f"; {len(skipped)} not run (time budget or stop)" if skipped else "") + ".\n")
     records.atomic_write_text(os.path.join("results", "paper_table.md"), "\n".join(lines) + "\n" + note)
     curves(by_method, os.path.join("results", "curves.csv"))
     if by_method:

@@ -38,7 +38,7 @@ def test_tiny_grid_writes_the_table_and_resumes(in_tmp_dir, capsys):
     rows = [line for line in text.splitlines() if line.startswith("| digits")]
     assert [r.split("|")[2].strip() for r in rows] == ["dfad", "KD-ORI"]
     assert all(r.split("|")[3].strip() == "2" for r in rows)       # two seeds each
-    assert "4 of 4 cells measured" in text
+    assert "4 of 4 cells measured" in text and "cores: 4 cells)" in text   # the device each record names
     curves = (in_tmp_dir / "results" / "curves.csv").read_text().splitlines()
     assert curves[1:] == [c for c in curves[1:] if c.startswith("digits,")] and len(curves) == 1 + 2 * 2
     assert (in_tmp_dir / "results" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

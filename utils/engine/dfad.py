@@ -393,7 +393,7 @@ def run(args, exp, device):
         records.log_run(log_csv, log_json, game.history, {
             "metric": exp.metric_name, "teacher": teacher_scores[exp.metric_name], "best": game.best,
             "last": game.history[-1], "epochs": len(game.history), "seconds": time.time() - started,
-            "args": vars(args), "run_id": game.run_id, "method": exp.method,
+            "args": vars(args), "run_id": game.run_id, "method": exp.method, "device": records.device_name(device),
             "labelfree": game.labelfree["test"], "labelfree_epoch": game.labelfree["epoch"],
             "labelfree_agreement": game.labelfree["agreement"], "diagnostics": game.diagnostics,
             "history": game.history})

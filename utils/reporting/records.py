@@ -8,6 +8,20 @@ from ..runtime import atomic
 from ..runtime.errors import UserError
 
 
+def device_name(device):
+    """What a run ran on, for its record: the GPU's name, or the CPU's model and core count."""
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def format_seconds(seconds):
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
