@@ -309,9 +309,10 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
                             epoch_seconds, elapsed, epochs_timed), flush=True)
     previous = game.diagnostics[-2]["collapsed"] if len(game.diagnostics) > 1 else False
     if diagnostics["collapsed"] and not previous:
-        print(f"Warning: mode collapse at epoch {epoch}: the teacher predicts {diagnostics['classes']} "
-              f"classes ({diagnostics['fraction']:.0%}) on the generated samples, class entropy "
-              f"{diagnostics['entropy']:.2f} of its maximum.", flush=True)
+        classes = diagnostics["classes"]
+        print(f"Warning: mode collapse at epoch {epoch}: the teacher predicts {classes} "
+              f"class{'es' if classes != 1 else ''} ({diagnostics['fraction']:.0%}) on the generated samples, "
+              f"class entropy {diagnostics['entropy']:.2f} of its maximum.", flush=True)
 
 
 @torch.no_grad()

@@ -61,9 +61,8 @@ def _generated(p, batch_size, nz, device):
 class RandomGenerator:
     """The generator never moves. Its BatchNorm layers stop tracking running statistics:
     its state_dict stays bit-identical, and its samples are normalised with batch
-    statistics in train and eval mode alike, as DFAD's generator draws them and as the
-    reference's random-generator baseline did (the untrained running statistics would
-    show other images than the student sees)."""
+    statistics in train and eval mode alike, as DFAD's generator draws them (the untrained
+    running statistics would show other images than the student sees)."""
 
     name = "random"
 
@@ -223,7 +222,7 @@ def class_histogram_stats(t_logit):
     hist = torch.bincount(pred, minlength=classes).double()
     prob = hist / hist.sum()
     nz = prob[prob > 0]
-    entropy = float(-(nz * nz.log()).sum() / math.log(classes)) if classes > 1 else 0.0
+    entropy = max(0.0, float(-(nz * nz.log()).sum() / math.log(classes))) if classes > 1 else 0.0  # no -0.0
     predicted = int((hist > 0).sum())
     return {"entropy": entropy, "fraction": predicted / classes, "classes": predicted,
             "collapsed": collapsed(predicted, classes, pred.numel(), entropy)}
