@@ -62,8 +62,9 @@ def table(paths):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", default=None, help="one log/DFAD-<dataset>.csv (default: a table of all)")
-    parser.add_argument("--log_dir", default="log", help="where the logs are, for the table; with --methods also a pattern "
-                                                         "such as 'runs/paper_table/*/log' (default: log)")
+    parser.add_argument("--log_dir", default="log",
+                        help="where the logs are, for the table; with --methods also a pattern such as "
+                             "'runs/paper_table/*/log' (default: log)")
     parser.add_argument("--methods", action="store_true",
                         help="the methods table (dfad, random, dafl, KD; best, last, label-free) of "
                              "benchmarks/paper_table.py, from every log/DFAD-*.json")
