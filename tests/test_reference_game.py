@@ -5,6 +5,12 @@ known start (shared/reference-game, protocol in its README): weights decided by 
 noise from ``torch.manual_seed(123)``, K rounds, everything in float64. Our round must
 reproduce them to 1e-6 (relative); changing one thing (4 student steps, the plain L1
 generator loss on CamVid) moves them by 1e-5 to 0.4.
+
+Machines differ: matrix kernels sum in another order on another CPU or thread count.
+MNIST and CIFAR keep that near 1e-14. The CamVid round amplifies it in the generator's
+first Adam step (about 3e-3 on its probe at batch 8), so CamVid's ``G(probe)`` has the
+tolerance the protocol gives it (3e-2) while its student keeps 1e-6. The test runs with
+whatever threads the machine has: it must hold on any CPU and thread count.
 """
 import json
 import zlib
@@ -19,6 +25,8 @@ from utils.engine import game
 
 FINGERPRINTS = Path(__file__).resolve().parent / "reference_game"
 TOLERANCE = 1e-6
+# The one key the protocol lets differ more (shared/reference-game/README.md, "Why CamVid is different").
+LOOSER = {("camvid", "G(probe)"): 3e-2}
 
 
 def seeded(key, shape):
@@ -66,20 +74,21 @@ def fingerprint(student, generator, nz):
 
 
 @pytest.fixture
-def float64_one_thread():
-    """The fingerprints were taken in float64 on one thread. Several threads sum
-    reductions (BatchNorm statistics) in another order, which a DeepLab round amplifies
-    to ~1e-3 in the generator's first Adam step; MNIST and CIFAR match either way."""
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+def float64():
+    dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
     yield
     torch.set_default_dtype(dtype)
-    torch.set_num_threads(threads)
+
+
+def relative_errors(ours, reference):
+    """Per key: max(|projection - ref|, |norm - ref norm|) / ref norm (the protocol's step 7)."""
+    return {k: max(abs(ours[k][0] - ref[0]), abs(ours[k][1] - ref[1])) / max(ref[1], 1e-12)
+            for k, ref in reference.items()}
 
 
 @pytest.mark.parametrize("config", ["mnist", "cifar", "camvid"])
-def test_rounds_reproduce_the_reference_fingerprints(config, float64_one_thread):
+def test_rounds_reproduce_the_reference_fingerprints(config, float64):
     reference = json.loads((FINGERPRINTS / f"{config}.json").read_text())
     teacher, student, generator, adversarial_loss = build(config)
     for model, prefix in ((teacher, "T."), (student, "S."), (generator, "G.")):
@@ -98,6 +107,6 @@ def test_rounds_reproduce_the_reference_fingerprints(config, float64_one_thread)
 
     ours = fingerprint(student, generator, reference["nz"])
     assert set(ours) == set(reference["prints"])
-    worst = max(max(abs(ours[k][0] - ref[0]), abs(ours[k][1] - ref[1])) / max(ref[1], 1e-12)
-                for k, ref in reference["prints"].items())
-    assert worst < TOLERANCE
+    errors = relative_errors(ours, reference["prints"])
+    too_far = {k: e for k, e in errors.items() if not e < LOOSER.get((config, k), TOLERANCE)}
+    assert not too_far, f"{len(too_far)} of {len(errors)} fingerprints off: {sorted(too_far.items())[:5]}"
