@@ -33,7 +33,10 @@ def method_label(record):
 
 
 def dataset_of(record, path):
-    return record.get("args", {}).get("dataset") or os.path.basename(path)[len("DFAD-"):-len(".json")]
+    """From the record, else from its file's name, DFAD-<dataset>[-<method>].json (data set
+    names hold no dash)."""
+    return (record.get("args", {}).get("dataset")
+            or os.path.basename(path)[len("DFAD-"):-len(".json")].partition("-")[0])
 
 
 def records_in(log_dir):
