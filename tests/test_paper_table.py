@@ -186,3 +186,13 @@ def test_a_cell_another_grid_holds_is_skipped(tmp_path):
     assert "skipped: digits-dfad-e1x1-b8-seed1: another grid is running it" in result.stdout
     assert "started:" not in result.stdout and not (cell / "output.log").exists()
     assert "0 of 1 cells measured" in result.stdout and "1 running in another grid" in result.stdout
+
+
+def test_a_table_without_curves_leaves_no_plot_of_other_runs(in_tmp_dir, capsys):
+    (in_tmp_dir / "results").mkdir()
+    (in_tmp_dir / "results" / "curves.png").write_bytes(b"a plot of earlier cells")
+    load_paper_table().write_results({}, "empty table\n")
+    printed = capsys.readouterr().out
+    assert "removed results/curves.png: no curves to draw" in printed
+    assert "wrote results/paper_table.md, results/curves.csv\n" in printed
+    assert not (in_tmp_dir / "results" / "curves.png").exists()
