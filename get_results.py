@@ -1,13 +1,14 @@
 """Summarise DFAD runs from their logs.
 
     python get_results.py --log log/DFAD-mnist.csv   # one log: best of each run, mean, std, best
-    python get_results.py                            # every log/DFAD-*.csv: a paper-style table
+    python get_results.py                            # every DFAD run's log/DFAD-*.csv: a paper-style table
+                                                     # (baselines' logs are named, not tabled: --methods)
     python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
     python get_results.py --methods --log_dir 'runs/paper_table/*/log'   # benchmarks/paper_table.py's cells
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
 JSON file beside it adds each run's teacher score, method, last epoch and the student
-chosen without labels. The table is the one benchmarks/paper_table.py writes.
+chosen without labels. The --methods table is the one benchmarks/paper_table.py writes.
 """
 import argparse
 import glob
