@@ -43,7 +43,7 @@ def main(argv=None):
         adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size),
         mean=mean, std=std, extra_plots=[PredictionPlots(args.nz, num_fake=args.test_batch_size)],
         start_from=args.stu_ckpt or "",
-        predictions_folder=f"results/DFAD-{args.dataset}" if args.save_img else "")
+        save_img=args.save_img)
     return dfad.run(args, experiment, device)
 
 

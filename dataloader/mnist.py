@@ -1,5 +1,7 @@
 """MNIST (torchvision) and scikit-learn's handwritten digits, both as 1x32x32 tensors."""
 import os
+import re
+from urllib.error import HTTPError, URLError
 
 import numpy as np
 import torch
@@ -32,8 +34,7 @@ def mnist(data_root, download=True, train=True):
     except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
         raw = os.path.join(data_root, "MNIST", "raw")
         raise UserError(
-            f"MNIST was not found in {raw} and could not be downloaded "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            f"MNIST was not found in {raw} and could not be downloaded ({download_failure(e)}). "
             f"Put the four original files there ({', '.join(MNIST_FILES)}), or "
             f"use --dataset digits, which needs no download.") from None
     name = "train-labels-idx1-ubyte" if train else "t10k-labels-idx1-ubyte"
@@ -41,6 +42,41 @@ def mnist(data_root, download=True, train=True):
                  fix=f"Put the original {name}.gz into {dataset.raw_folder} and delete {name}, "
                      f"so it is extracted again.")
     return dataset
+
+
+def download_failure(error):
+    """Why a download failed, in one line. torchvision's message names the file on its
+    first line and each mirror's error on later ones; a URLError carries its reason
+    (no network, a refused connection, an HTTP status); either may also be chained."""
+    lines = str(error).splitlines()
+    reasons = [_reason(e) for e in _chain(error) if isinstance(e, URLError)]
+    reasons += [_reason(line) for line in lines[1:] if not line.startswith("Tried ")]
+    reasons = list(dict.fromkeys(r for r in reasons if r))
+    head = type(error).__name__ if isinstance(error, URLError) or not lines else lines[0].rstrip(":")
+    if not reasons:
+        return f"{type(error).__name__}: {head}" if lines else head
+    return f"{head}: {'; '.join(reasons)}"
+
+
+def _chain(error):
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def _reason(error):
+    """'<urlopen error [Errno -3] Temporary failure in name resolution>' and URLError(gaierror)
+    alike read 'Temporary failure in name resolution'."""
+    if isinstance(error, HTTPError):
+        return str(error)
+    if isinstance(error, URLError):
+        error = error.reason if isinstance(error.reason, str) else (
+            getattr(error.reason, "strerror", None) or str(error.reason))
+    text = str(error).strip()
+    text = re.sub(r"^<urlopen error (.*)>$", r"\1", text)
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
 class Digits(Dataset):

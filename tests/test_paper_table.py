@@ -1,17 +1,25 @@
 """benchmarks/paper_table.py on a tiny grid: both methods' rows, cells side by side in
 folders of their own, resumable (finished cells are kept, stopped ones go on from their
 -last.pt); get_results prints the same table."""
+import fcntl
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+
 import get_results
 import train_teacher
+from conftest import run_script
+from utils.runtime.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +81,8 @@ def test_a_stopped_grid_keeps_its_cells_and_goes_on(in_tmp_dir):
     deadline = time.time() + 300
     while time.time() < deadline and "Epoch 2/12" not in (output.read_text() if output.exists() else ""):
         time.sleep(0.2)
+    with open(output.parent / "cell.lock") as lock, pytest.raises(BlockingIOError):
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)                # held while the cell runs
     grid.send_signal(signal.SIGTERM)
     printed, _ = grid.communicate(timeout=300)
     assert grid.returncode == 143, printed
@@ -82,3 +92,107 @@ def test_a_stopped_grid_keeps_its_cells_and_goes_on(in_tmp_dir):
     resumed = subprocess.run(cmd, cwd=in_tmp_dir, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and "1 of 1 cells measured" in resumed.stdout, resumed.stdout + resumed.stderr
     assert "Resumed from" in output.read_text()
+
+
+TINY_GRID = ["--datasets", "digits", "--seeds", "1", "--epochs", "1", "--epoch_itrs", "1", "--batch_size", "8"]
+
+
+def grid(folder, *flags):
+    return run_script("benchmarks/paper_table.py", *TINY_GRID, *flags, cwd=folder)
+
+
+def results(folder):
+    return {name: (folder / "results" / name).read_bytes() for name in ("paper_table.md", "curves.csv", "curves.png")}
+
+
+def write_images(folder, count=8):
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 12), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_folder_transfer_sets_get_a_safe_cell_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my images!").mkdir()
+    paper_table = load_paper_table()
+    args = paper_table.get_args_parser().parse_args(TINY_GRID)
+    relative, absolute = (paper_table.cell_args(args, "digits", f"kd:{x}", 1)
+                          for x in ("my images!", tmp_path / "my images!"))
+    assert relative == absolute and relative["transfer_set"] == str(tmp_path / "my images!")
+    assert re.fullmatch(r"digits-kd-my_images_-[0-9a-f]{8}-e1x1-b8-seed1", paper_table.cell_name(relative))
+    assert os.path.dirname(relative["folder"]) == os.path.join("runs", "paper_table")
+    assert paper_table.cell_name(paper_table.cell_args(args, "digits", "kd:mnist", 1)) == "digits-kd-mnist-e1x1-b8-seed1"
+    for method, message in (("kd:nosuch", "nosuch is neither a data set DFAD_mnist.py loads (mnist, digits) nor a folder"),
+                            ("kd:", "unknown method kd:"), ("dfad:digits", "unknown method dfad:digits")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            paper_table.check_method(method)
+            paper_table.cell_args(args, "digits", method, 1)
+
+
+def test_an_unknown_transfer_set_is_refused_before_any_cell(tmp_path):
+    result = grid(tmp_path, "--methods", "dfad", "kd:nosuch")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Error: --methods kd:nosuch: nosuch is neither a data set" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_folder_transfer_set_given_relatively_or_absolutely(in_tmp_dir):
+    digits_teacher()
+    write_images(in_tmp_dir / "images")
+    first = grid(in_tmp_dir, "--methods", "kd:images", "--extra", "--num_workers", "0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    cells = list((in_tmp_dir / "runs" / "paper_table").iterdir())
+    assert len(cells) == 1 and re.fullmatch(r"digits-kd-images-([0-9a-f]{8})-e1x1-b8-seed1", cells[0].name)
+    record = json.loads((cells[0] / "log" / "DFAD-digits-kd.json").read_text())[-1]
+    assert record["args"]["transfer_set"] == str(in_tmp_dir / "images")
+    tag = cells[0].name.split("-")[3]
+    assert f"| digits | KD-images-{tag} | 1 |" in (in_tmp_dir / "results" / "paper_table.md").read_text()
+
+    again = grid(in_tmp_dir, "--methods", f"kd:{in_tmp_dir / 'images'}")    # the same cell: measured
+    assert again.returncode == 0 and "started:" not in again.stdout and "1 of 1 cells measured" in again.stdout
+
+
+def test_a_failed_cell_fails_the_grid_and_keeps_the_results(in_tmp_dir):
+    digits_teacher()
+    assert grid(in_tmp_dir, "--methods", "dfad").returncode == 0
+    before = results(in_tmp_dir)
+
+    (in_tmp_dir / "empty").mkdir()        # a folder, so accepted; the cell fails: no images in it
+    failed = grid(in_tmp_dir, "--methods", "dfad", "kd:empty")
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    name = re.search(r"digits-kd-empty-[0-9a-f]{8}-e1x1-b8-seed1", failed.stderr).group()
+    assert f"failed: {name} (exit 2); the last lines of runs/paper_table/{name}/output.log:" in failed.stderr
+    assert "holds no images" in failed.stderr                          # its log's last lines
+    assert f"Error: 1 of 2 cells failed: {name}" in failed.stderr
+    assert "Not replaced: results/paper_table.md, results/curves.csv, results/curves.png (1 cell failed)" in failed.stdout
+    assert "wrote" not in failed.stdout and results(in_tmp_dir) == before
+
+    fewer = grid(in_tmp_dir, "--methods", "dfad", "--seeds", "2", "--budget_minutes", "0")
+    assert fewer.returncode == 0, fewer.stderr
+    assert "(the new table holds 0 measured cells, results/paper_table.md 1)" in fewer.stdout
+    assert "wrote" not in fewer.stdout and results(in_tmp_dir) == before
+
+
+def test_a_cell_another_grid_holds_is_skipped(tmp_path):
+    teacher = tmp_path / "checkpoint" / "teacher" / "digits-lenet5.pt"
+    teacher.parent.mkdir(parents=True)
+    teacher.write_bytes(b"never read: the only cell is locked")
+    cell = tmp_path / "runs" / "paper_table" / "digits-dfad-e1x1-b8-seed1"
+    cell.mkdir(parents=True)
+    with open(cell / "cell.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)              # as a running grid holds it
+        result = grid(tmp_path, "--methods", "dfad")
+    assert result.returncode == 0, result.stderr
+    assert "skipped: digits-dfad-e1x1-b8-seed1: another grid is running it" in result.stdout
+    assert "started:" not in result.stdout and not (cell / "output.log").exists()
+    assert "0 of 1 cells measured" in result.stdout and "1 running in another grid" in result.stdout
+
+
+def test_a_table_without_curves_leaves_no_plot_of_other_runs(in_tmp_dir, capsys):
+    (in_tmp_dir / "results").mkdir()
+    (in_tmp_dir / "results" / "curves.png").write_bytes(b"a plot of earlier cells")
+    load_paper_table().write_results({}, "empty table\n")
+    printed = capsys.readouterr().out
+    assert "removed results/curves.png: no curves to draw" in printed
+    assert "wrote results/paper_table.md, results/curves.csv\n" in printed
+    assert not (in_tmp_dir / "results" / "curves.png").exists()

@@ -57,7 +57,7 @@ class Experiment:
     generator_ckpt: str = ""
     start_from: str = ""            # --stu_ckpt: student (and generator beside it) to start from;
                                     # with --test_only, the student to evaluate
-    predictions_folder: str = ""    # --save_img: write the best student's test predictions here
+    save_img: bool = False          # --save_img: write the best student's test predictions
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
     method: str = "dfad"            # --method: a baseline's files and env carry its name, so it
@@ -76,6 +76,26 @@ class Experiment:
     def run_name(self):
         """DFAD-<dataset> (the reference's env and log name), DFAD-<dataset>-<method> for a baseline."""
         return f"DFAD-{self.dataset}{self.suffix}"
+
+    @property
+    def results_folder(self):
+        """results/<run_name>/: a baseline's images never overwrite the DFAD run's."""
+        return os.path.join("results", self.run_name)
+
+    @property
+    def samples_folder(self):
+        return os.path.join(self.results_folder, "samples")
+
+    @property
+    def predictions_folder(self):
+        """Where --save_img writes the test predictions ("" without --save_img)."""
+        return self.results_folder if self.save_img else ""
+
+    @property
+    def uses_generator(self):
+        """kd learns on real images and its generator never plays: its weights and samples
+        are neither saved nor shown, as they would pass for the run's."""
+        return self.method != "kd"
 
     @property
     def last_ckpt(self):
@@ -154,10 +174,11 @@ def fixed_noise_samples(exp, fixed_z):
 
 def show_samples(exp, plotter, fake, real_images, epoch):
     """A grid of generated samples (fixed noise, so epochs compare) and of real inputs,
-    sent to visdom and written to results/DFAD-<dataset>/samples/ (there even without a server)."""
-    plotter.images("Generated", fake, mean=exp.mean, std=exp.std)
-    folder = os.path.join("results", f"DFAD-{exp.dataset}", "samples")
-    save_grid(denormalize(fake, exp.mean, exp.std), os.path.join(folder, f"generated_epoch{epoch:03d}.png"))
+    sent to visdom and written to ``exp.samples_folder`` (there even without a server)."""
+    folder = exp.samples_folder
+    if exp.uses_generator:
+        plotter.images("Generated", fake, mean=exp.mean, std=exp.std)
+        save_grid(denormalize(fake, exp.mean, exp.std), os.path.join(folder, f"generated_epoch{epoch:03d}.png"))
     if real_images is not None:
         plotter.images("Test_inputs", real_images, mean=exp.mean, std=exp.std)
         save_grid(denormalize(real_images, exp.mean, exp.std), os.path.join(folder, "test_inputs.png"))
@@ -290,7 +311,8 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
     if score > game.best:
         game.best = score
         checkpoint.save_state_dict(exp.student, exp.student_ckpt)
-        checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
+        if exp.uses_generator:
+            checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
     samples = fixed_noise_samples(exp, game.fixed_z)
     diagnostics = label_free_and_collapse(exp, game, epoch, score, samples)
     save_last(args, exp, game)
@@ -342,7 +364,8 @@ def label_free_and_collapse(exp, game, epoch, score, samples):
 def run(args, exp, device):
     """Play the game for ``args.epochs`` epochs; returns the best test metric.
 
-    Saves the best student and its generator (bare state_dicts, as the reference) and a
+    Saves the best student and its generator (bare state_dicts, as the reference; kd: the
+    student alone) and a
     ``last`` checkpoint to resume from after every epoch, appends the per-epoch metric
     list as one row of ``log/DFAD-<dataset>.csv`` and ends with ``Best <metric>=<value>``.
     """
@@ -364,9 +387,10 @@ def run(args, exp, device):
 
     log_csv, log_json = f"log/{exp.run_name}.csv", f"log/{exp.run_name}.json"
     if main_process:
-        preflight.check_outputs(files=[exp.student_ckpt, exp.generator_ckpt, exp.last_ckpt, exp.labelfree_ckpt],
+        generator = [exp.generator_ckpt] if exp.uses_generator else []
+        preflight.check_outputs(files=[exp.student_ckpt, *generator, exp.last_ckpt, exp.labelfree_ckpt],
                                 logs=[log_csv, log_json],
-                                folders=[os.path.join("results", f"DFAD-{exp.dataset}", "samples")])
+                                folders=[exp.samples_folder, *filter(None, [exp.predictions_folder])])
     if exp.start_from:
         warm_start(exp, exp.start_from)
     game = build_game(args, exp, device)

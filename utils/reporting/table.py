@@ -2,7 +2,9 @@
 runs (seeds) of the best epoch on the test set (the paper's convention), of the last
 epoch and of the student chosen without labels, with the paper's figures beside."""
 import glob
+import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -22,6 +24,15 @@ HEADER = ["| dataset | method | runs | teacher | best on test (mean +- std) | la
           "|---|---|---|---|---|---|---|---|"]
 
 
+def transfer_tag(transfer):
+    """A transfer set's name in labels and folder names: a data set's name, or for a folder
+    given by its absolute path, its base name and a short hash of the path (no slash)."""
+    if not os.path.isabs(transfer):
+        return transfer
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(transfer))) or "root"
+    return f"{base}-{hashlib.sha1(transfer.encode()).hexdigest()[:8]}"
+
+
 def method_label(record):
     """dfad, random, dafl, KD-ORI (kd on the teacher's own training set) or KD-<set>."""
     method = record.get("method", "dfad")
@@ -29,11 +40,14 @@ def method_label(record):
         return method
     args = record.get("args", {})
     transfer = args.get("transfer_set")
-    return "KD-ORI" if transfer in (None, args.get("dataset")) else f"KD-{transfer}"
+    return "KD-ORI" if transfer in (None, args.get("dataset")) else f"KD-{transfer_tag(transfer)}"
 
 
 def dataset_of(record, path):
-    return record.get("args", {}).get("dataset") or os.path.basename(path)[len("DFAD-"):-len(".json")]
+    """From the record, else from its file's name, DFAD-<dataset>[-<method>].json (data set
+    names hold no dash)."""
+    return (record.get("args", {}).get("dataset")
+            or os.path.basename(path)[len("DFAD-"):-len(".json")].partition("-")[0])
 
 
 def records_in(log_dir):

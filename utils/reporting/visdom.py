@@ -140,7 +140,7 @@ class VisdomPlotter:
         self._warned = True
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"Warning: cannot reach the visdom server at 127.0.0.1:{self.port} ({reason}). "
-              f"Training goes on without live plots; start one with "
+              f"The run goes on without live plots; start one with "
               f"'python -m visdom.server -port {self.port} -bind_local', or pass --no_visdom "
               f"to silence this.", file=sys.stderr, flush=True)
 

@@ -283,7 +283,7 @@ def add_segmentation_args(parser, *, data_root):
                              "where it exists); with --test_only, the student to evaluate")
     parser.add_argument("--save_img", action="store_true",
                         help="write inputs, targets, teacher and student predictions of the test set "
-                             "to results/DFAD-<dataset>/")
+                             "to results/DFAD-<dataset>/ (a baseline: results/DFAD-<dataset>-<method>/)")
     return parser
 
 
