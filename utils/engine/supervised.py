@@ -29,7 +29,8 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             loss = loss_fn(model(images), targets)
-        precision.step(loss, optimizer, "model")
+        precision.scale(loss, "model").backward()
+        precision.step(optimizer, "model")
         if i % args.log_interval == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())

@@ -90,11 +90,6 @@ def _publish_texts(items):
             atomic.remove_quietly(tmp)
 
 
-def append_run_record(path, record):
-    """Add one run's summary (teacher score, best and last metric, arguments) to a JSON list."""
-    atomic_write_text(path, _records_with(path, record))
-
-
 def _records_with(path, record):
     return json.dumps(read_run_records(path) + [record], indent=1, default=str)
 
@@ -145,3 +140,12 @@ def read_csv_rows(path):
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
         raise UserError(f"{path} is not a readable metric log ({_reason(e)}): each line should be "
                         f"one run's comma-separated test metrics. Move it away or repair it.") from None
+
+
+def check_logs(*paths):
+    """Parse existing logs as a run will when it appends to them, before it trains."""
+    for path in paths:
+        if path.endswith(".json"):
+            read_run_records(path)
+        elif os.path.exists(path):
+            read_csv_rows(path)
