@@ -55,7 +55,7 @@ def has_out_feature(model):
 
 
 class DAFL(Method):
-    name, label = "dafl", "DAFL"
+    name, label = "dafl", "dafl"
     summary = "Chen et al., ICCV 2019: the generator is trained against the teacher alone, the student learns by KD on its images; defaults from DAFL's official code"
 
     @staticmethod

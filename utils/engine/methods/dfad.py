@@ -36,7 +36,7 @@ def generator_step(p, z):
 
 
 class DFAD(Method):
-    name, label = "dfad", "DFAD"
+    name, label = "dfad", "dfad"
     summary = "the adversarial game of the paper (default)"
 
     @classmethod
