@@ -41,8 +41,9 @@ class Loader(DataLoader):
 
 
 def stop_all():
-    """Stop the workers of every Loader: each finishes the item it is reading (PyTorch
-    waits up to 5 s for it); one still busy after that is killed. From here on, a SIGINT
+    """Stop the workers of every Loader: each finishes the item it is reading; one still
+    busy after PyTorch's waits (5 s, and 5 s more after a SIGTERM it ignores) is killed.
+    From here on, a SIGINT
     or SIGTERM ends the process at once, workers included: the run is over, nothing is
     left to save, and the training loop's stop messages would mislead."""
     try:
