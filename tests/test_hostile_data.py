@@ -6,9 +6,12 @@ shell starts them) with real loader workers, under a time limit that only a hang
 """
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -181,3 +184,132 @@ def test_worker_stuck_in_an_item_is_stopped_after_an_error(tmp_path, ctrl_c):
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to every process of the job
     code, _, err = finish(proc)
     assert (code, err) == ((130, "") if ctrl_c else (2, "Error: item 0 is damaged\n"))
+
+
+# --- inputs accepted but wrong ------------------------------------------------------------
+
+def test_a_link_loop_and_second_links_count_each_image_once(tmp_path):
+    images = tmp_path / "images"
+    write_images(images, 12)
+    write_images(images / "sub", 8, seed=1)
+    write_images(tmp_path / "elsewhere", 3, seed=2)
+    (images / "loop").symlink_to(".")                 # ln -s . loop
+    (images / "sub" / "up").symlink_to("..")          # a loop through a subfolder
+    (images / "sub again").symlink_to("sub")          # a second link to a folder
+    (images / "again.png").symlink_to("00000.png")    # a second link to an image
+    (images / "more").symlink_to(tmp_path / "elsewhere")  # a folder elsewhere: followed
+    paths = transfer_set(images).paths
+    assert len(paths) == 12 + 8 + 3 and len(set(map(os.path.realpath, paths))) == len(paths)
+    assert str(images / "00000.png") in paths and str(images / "more" / "00002.png") in paths
+
+
+def test_script_counts_the_images_of_a_looping_folder_once(tmp_path, monkeypatch, capsys):
+    from test_hostile_inputs import GAME, assert_refused, run_main
+    import DFAD_mnist
+    monkeypatch.chdir(tmp_path)
+    random_lenet_teacher(tmp_path)
+    write_images(tmp_path / "images", 20)
+    (tmp_path / "images" / "loop").symlink_to(".")
+    result = run_main(DFAD_mnist.main, GAME + ["--method", "kd", "--transfer_set", "images",
+                                               "--num_workers", "0", "--batch_size", "21"], capsys)
+    assert_refused(result, "holds 20 images, fewer than one batch (21)")
+
+
+def test_a_named_pipe_among_the_images_is_refused_before_it_blocks_a_reader(tmp_path):
+    from utils.runtime.errors import UserError
+    write_images(tmp_path / "images", 2)
+    os.mkfifo(tmp_path / "images" / "pipe.png")
+    with pytest.raises(UserError, match="pipe.png in the --transfer_set folder is not a regular file"):
+        transfer_set(tmp_path / "images")
+
+
+def png_declaring(path, width, height):
+    """A PNG header declaring ``width`` x ``height`` pixels, with no pixel data: a file
+    of a few dozen bytes that reads as a huge image until it is decoded."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [20000, 13000, 8193])
+def test_an_oversized_image_is_named_as_such_before_it_is_decoded(tmp_path, side):
+    from dataloader.checks import MAX_PIXELS, open_image
+    from utils.runtime.errors import UserError
+    path = tmp_path / "huge.png"
+    png_declaring(path, side, side)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(UserError) as error:
+        warnings.simplefilter("always")
+        open_image(str(path), "L")
+    # decoding would have failed on the missing pixels ("damaged"): the size came first
+    assert f"{path} is oversized: {side} x {side} = {side * side:,} pixels" in str(error.value)
+    assert f"limit of {MAX_PIXELS:,} (8192 x 8192)" in str(error.value) and "Shrink it" in str(error.value)
+    assert caught == []  # no DecompressionBombWarning
+
+
+def test_an_image_at_the_size_limit_is_decoded(tmp_path):
+    from dataloader.checks import MAX_SIDE, open_image
+    from utils.runtime.errors import UserError
+    path = tmp_path / "large.png"
+    png_declaring(path, MAX_SIDE, MAX_SIDE)
+    with pytest.raises(UserError, match="damaged, truncated or not an image"):  # it is decoded: no pixels
+        open_image(str(path), "L")
+
+
+def test_script_names_an_oversized_transfer_image(tmp_path, monkeypatch, capsys):
+    from test_hostile_inputs import GAME, assert_refused, run_main
+    import DFAD_mnist
+    monkeypatch.chdir(tmp_path)
+    random_lenet_teacher(tmp_path)
+    write_images(tmp_path / "images", 20)
+    png_declaring(tmp_path / "images" / "huge.png", 13000, 13000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_main(DFAD_mnist.main, GAME + ["--method", "kd", "--transfer_set", "images",
+                                                   "--num_workers", "0"], capsys)
+    assert_refused(result, os.path.join("images", "huge.png"), "is oversized: 13000 x 13000")
+    assert not [w for w in caught if "Decompression" in w.category.__name__]
+
+
+# --- a teacher that ignores its input ---------------------------------------------------
+
+def test_a_teacher_whose_outputs_ignore_the_input_is_named_before_the_game(tmp_path, monkeypatch, capsys):
+    from test_hostile_inputs import GAME, assert_refused, run_main, written_outputs
+    import DFAD_mnist
+    monkeypatch.chdir(tmp_path)
+    path = random_lenet_teacher(tmp_path)
+    torch.save({k: torch.zeros_like(v) for k, v in torch.load(path, weights_only=True).items()}, path)  # test accuracy 0.10
+    result = run_main(DFAD_mnist.main, GAME, capsys)
+    assert_refused(result, os.path.join("checkpoint", "teacher", "digits-lenet5.pt"),
+                   "gives the same outputs for all", "do not depend on its input", "Retrain it")
+    assert "Teacher:" not in result[1] and written_outputs() == []
+
+
+def zero_lenet():
+    model = network.lenet.LeNet5()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
+
+
+def dead_lenet():
+    """A LeNet-5 whose first ReLU is never active: its outputs are the last layers' biases."""
+    model = network.lenet.LeNet5()
+    with torch.no_grad():
+        model.state_dict()["conv1.bias"].fill_(-1e3)
+    return model
+
+
+@pytest.mark.parametrize("model,constant", [
+    (network.lenet.LeNet5, False), (network.lenet.LeNet5Half, False),
+    (zero_lenet, True), (dead_lenet, True)], ids=["random", "random half", "all-zero", "dead"])
+def test_teachers_that_ignore_their_input_and_teachers_that_do_not(model, constant):
+    from utils.engine.divergence import ignores_input
+    torch.manual_seed(0)
+    images = torch.randn(16, 1, 32, 32)
+    with torch.no_grad():
+        outputs = model().eval()(images)
+    assert ignores_input(outputs, 16) is constant
+    assert not ignores_input(outputs[:1], 1)  # one image proves nothing
