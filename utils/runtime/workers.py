@@ -10,8 +10,9 @@ in a local variable, so the exception's traceback, that frame and the iterator's
 form a reference cycle, which only the garbage collector frees, and not before the
 interpreter's exit handlers run. There multiprocessing terminates its daemonic children
 (SIGTERM, ignored) and then waits for them, forever: the run printed its error and never
-exited. So every loader with workers is a :class:`Loader`, and :func:`stop_all` (called
-by ``cli.main_guard`` as a script ends) stops their workers while PyTorch still can.
+exited. (PyTorch's own exit hook stops only persistent workers that pin memory, i.e.
+on a GPU.) So every loader with workers is a :class:`Loader`, and :func:`stop_all`
+(called by ``cli.main_guard`` as a script ends) stops their workers while PyTorch still can.
 """
 import os
 import signal
@@ -43,9 +44,8 @@ class Loader(DataLoader):
 def stop_all():
     """Stop the workers of every Loader: each finishes the item it is reading; one still
     busy after PyTorch's waits (5 s, and 5 s more after a SIGTERM it ignores) is killed.
-    From here on, a SIGINT
-    or SIGTERM ends the process at once, workers included: the run is over, nothing is
-    left to save, and the training loop's stop messages would mislead."""
+    From here on a SIGINT or SIGTERM ends the process at once, workers included: the run
+    is over, nothing is left to save, and the training loop's stop messages would mislead."""
     try:
         for s in STOP_SIGNALS:
             signal.signal(s, _kill_and_exit)
@@ -68,6 +68,7 @@ def _stop(iterator):
 
 
 def _kill_and_exit(signum, frame):
+    """The stop signals' handler once the run is over."""
     for iterator in list(_iterators):
         for worker in iterator._workers:
             worker.kill()
