@@ -96,20 +96,25 @@ def transfer_set(folder):
 
 # --- loader workers: an error in one ends the run --------------------------------------
 
-def test_damaged_image_met_first_by_a_kd_loader_worker_ends_the_run(tmp_path):
+@pytest.mark.parametrize("met_in", ["game", "probe"])
+def test_damaged_transfer_image_ends_a_kd_run_with_loader_workers(tmp_path, met_in):
+    """Met first by a loader worker in the game, or in the label-free probe (read by the
+    main process while the workers already run)."""
     n, batch = methods.PROBE_IMAGES + 16, 40  # 26 batches read every image once
     paths = write_images(tmp_path / "images", n)
     seed = 1  # the scripts' default --seed, which draws the probe
-    outside = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[methods.PROBE_IMAGES:]
-    broken = paths[max(int(i) for i in outside)]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    probed, unprobed = order[:methods.PROBE_IMAGES], order[methods.PROBE_IMAGES:]
+    broken = paths[max(unprobed) if met_in == "game" else probed[-1]]
     broken.write_bytes(b"")
-    methods.probe_subset(methods.ImagesOnly(transfer_set(tmp_path / "images")), seed)  # does not read it
+    if met_in == "game":
+        methods.probe_subset(methods.ImagesOnly(transfer_set(tmp_path / "images")), seed)  # does not read it
     random_lenet_teacher(tmp_path)
     result = run_job("DFAD_mnist.py", "--dataset", "digits", "--method", "kd", "--transfer_set", "images",
                      "--num_workers", "2", "--batch_size", batch, "--epochs", "1", "--epoch_itrs", "8",
                      "--no_visdom", cwd=tmp_path)
     assert_one_error(result, f"Cannot read the image {os.path.join('images', broken.name)}")
-    assert "Epoch 1/1" not in result[1]  # it was met in the game
+    assert "Epoch 1/1" not in result[1]
 
 
 @pytest.fixture
