@@ -18,10 +18,10 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..runtime.errors import UserError
-from ..runtime.signals import ignore_stop_signals
+from ..runtime.workers import Loader
 from . import game
 
 METHODS = ("dfad", "random", "dafl", "kd")
@@ -143,10 +143,9 @@ class KD:
             raise UserError(f"The transfer set holds {len(images)} images, fewer than one batch "
                             f"({batch_size}); lower --batch_size or pick a larger --transfer_set.")
         # Five batches a round: decoding and resizing them in the main process left a GPU idle.
-        self.loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
-                                 generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
-                                 persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-                                 worker_init_fn=ignore_stop_signals if num_workers else None)
+        self.loader = Loader(images, batch_size=batch_size, shuffle=True, drop_last=True,
+                             generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                             persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
         self.batches = iter(self.loader)
         self.loss = game.discrepancy if loss == "l1" else (lambda s, t: kl_divergence(s, t, temperature))
         self.fixed_images = probe_subset(images, seed)
