@@ -8,9 +8,9 @@ from collections import namedtuple
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from utils.runtime.signals import ignore_stop_signals
+from utils.runtime.workers import Loader
 
 from . import caltech as _caltech
 from . import camvid as _camvid
@@ -45,8 +45,7 @@ def normalization(name):
 def _loader_options(args):
     workers = 0 if DATASETS[args.dataset].in_memory else args.num_workers
     use_cuda = torch.cuda.is_available() and not args.no_cuda
-    return dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0,
-                worker_init_fn=ignore_stop_signals if workers else None)
+    return dict(num_workers=workers, pin_memory=use_cuda, persistent_workers=workers > 0)
 
 
 def get_train_loader(args, batch_size):
@@ -54,10 +53,10 @@ def get_train_loader(args, batch_size):
     train_set = get_dataset(args.dataset, args.data_root, train=True)
     if dist.is_initialized():  # torchrun: each process reads its own share of every epoch
         sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
-        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, **_loader_options(args))
+        return Loader(train_set, batch_size=batch_size, sampler=sampler, **_loader_options(args))
     # A generator of its own makes the shuffle order resumable.
-    return DataLoader(train_set, batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
+    return Loader(train_set, batch_size=batch_size, shuffle=True,
+                  generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
 
 
 def get_transfer_set(args):
@@ -76,5 +75,5 @@ def get_test_loader(args):
     test_set = get_dataset(args.dataset, args.data_root, train=False)
     # A generator of its own: iterating a loader draws a seed from the global RNG otherwise,
     # and every evaluation would shift the noise the game draws next.
-    return DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False,
-                      generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
+    return Loader(test_set, batch_size=args.test_batch_size, shuffle=False,
+                  generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))

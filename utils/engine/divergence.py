@@ -35,7 +35,8 @@ def _where():
 
 
 def check_teacher(teacher, loader, device, path):
-    """Fail if ``teacher`` has non-finite weights, or outputs on the first test batch."""
+    """Fail if ``teacher`` has non-finite weights, or on the first test batch non-finite
+    outputs or outputs that do not depend on the input."""
     bad = checkpoint.non_finite_keys(teacher.state_dict())
     if bad:
         raise UserError(f"The teacher checkpoint '{path}' holds non-finite weights (nan or inf in "
@@ -49,6 +50,25 @@ def check_teacher(teacher, loader, device, path):
                         f"the first test batch, though its weights are finite: it is broken (e.g. "
                         f"saved from a diverging run, or BatchNorm statistics overflowed). Retrain "
                         f"it with a lower --lr, or pass another --ckpt.")
+    if ignores_input(outputs, len(images)):
+        raise UserError(f"The teacher checkpoint '{path}' gives the same outputs for all {len(images)} "
+                        f"images of the first test batch: they do not depend on its input (all-zero or "
+                        f"dead weights, say), so it predicts one class for everything and no student can "
+                        f"learn from it (the game would go on and blame the generator for the collapse). "
+                        f"Retrain it, or pass another --ckpt.")
+
+
+def ignores_input(outputs, batch, tolerance=1e-6):
+    """Whether every image of a batch of ``batch`` got the same outputs, to within
+    ``tolerance`` of their largest magnitude (a trained or freshly initialised network's
+    differ by far more). One image proves nothing."""
+    if batch < 2:
+        return False
+    for t in _tensors(outputs):
+        t = t.float()
+        if (t - t[:1]).abs().max() > tolerance * t.abs().max():
+            return False
+    return True
 
 
 def _tensors(outputs):

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from . import distributed, signals
+from . import distributed, signals, workers
 from .errors import UserError
 from .signals import Interrupted
 
@@ -186,7 +186,8 @@ def setup(args):
 def main_guard(main):
     """Run ``main``; a :class:`UserError` becomes one clear message and exit status 2,
     a stop on SIGINT/SIGTERM exits with 128 + the signal number (after the training
-    loop saved, if it was running)."""
+    loop saved, if it was running). However ``main`` ends, the data-loading workers are
+    stopped before the interpreter exits (see :mod:`.workers`)."""
     signals.install_outside_loop_handlers()
     try:
         return main()
@@ -200,6 +201,7 @@ def main_guard(main):
         print("Interrupted.", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
     finally:
+        workers.stop_all()
         distributed.cleanup()
 
 

@@ -27,9 +27,9 @@ class Interrupted(Exception):
 
 
 def ignore_stop_signals(worker_id=None):
-    """``worker_init_fn`` of every DataLoader: a stop sent to the whole process group
-    must not kill the workers (PyTorch would then raise in the main process before it
-    could save); the main process stops them itself."""
+    """``worker_init_fn`` of every loader (:class:`.workers.Loader`): a stop sent to the
+    whole process group must not kill the workers (PyTorch would then raise in the main
+    process before it could save); the main process stops them itself."""
     for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
     try:

@@ -10,11 +10,11 @@ import os
 import re
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ...runtime.cli import positive_float
 from ...runtime.errors import UserError
-from ...runtime.signals import ignore_stop_signals
+from ...runtime.workers import Loader
 from ..game import STUDENT_STEPS, discrepancy, kl_divergence
 from .base import Method
 from .dfad import student_step
@@ -93,10 +93,9 @@ class KD(Method):
             raise UserError(f"The transfer set holds {len(images)} images, fewer than one batch "
                             f"({batch_size}); lower --batch_size or pick a larger --transfer_set.")
         workers = args.num_workers
-        self.loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
-                                 generator=torch.Generator().manual_seed(args.seed), num_workers=workers,
-                                 persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-                                 worker_init_fn=ignore_stop_signals if workers else None)
+        self.loader = Loader(images, batch_size=batch_size, shuffle=True, drop_last=True,
+                             generator=torch.Generator().manual_seed(args.seed), num_workers=workers,
+                             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
         self.batches = iter(self.loader)
         temperature = args.temperature
         self.loss = discrepancy if args.kd_loss == "l1" else (lambda s, t: kl_divergence(s, t, temperature))
