@@ -347,6 +347,8 @@ def run(args, exp, device):
     list as one row of ``log/DFAD-<dataset>.csv`` and ends with ``Best <metric>=<value>``.
     """
     main_process = distributed.is_main()
+    if main_process:  # before the teacher is evaluated or anything is trained
+        checkpoint.protect_resume_point(exp.last_ckpt, args)
     plotter = VisdomPlotter(env=exp.run_name, port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))

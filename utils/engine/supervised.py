@@ -39,6 +39,18 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
     return loss.item()
 
 
+def last_checkpoint(save_path):
+    """Where the run saving its best model to ``save_path`` keeps what --resume needs."""
+    return save_path[:-len(".pt")] + "-last.pt"
+
+
+def protect_resume_point(args, save_path):
+    """Call first in a teacher script: a new run must not silently replace the
+    ``-last.pt`` of an unfinished one (see :func:`checkpoint.protect_resume_point`)."""
+    if distributed.is_main():
+        checkpoint.protect_resume_point(last_checkpoint(save_path), args)
+
+
 def resumable_parts(model, optimizer, scheduler, precision):
     """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scalers": precision}
@@ -69,7 +81,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     ``--scheduler`` the learning rate is multiplied by ``gamma`` every ``--step_size`` epochs.
     """
     main_process = distributed.is_main()
-    last_path = save_path[:-len(".pt")] + "-last.pt"
+    last_path = last_checkpoint(save_path)
     if main_process:
         preflight.check_outputs(files=[save_path, last_path])
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,

@@ -1,0 +1,120 @@
+"""A resume point is never lost.
+
+A run started without --resume refuses to replace the -last.pt of an unfinished run
+(--restart discards it; a finished run's may be replaced).
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import DFAD_caltech101
+import DFAD_camvid_deeplab
+import DFAD_cifar
+import DFAD_mnist
+import DFAD_nyu_deeplab
+import train_teacher
+import train_teacher_seg
+from conftest import ROOT, run_script
+from test_hostile_inputs import CSV, JSON, LAST, TEACHER, run_main, workdir  # noqa: F401 (fixture)
+from test_hostile_inputs import GAME as HOSTILE_GAME
+from utils.reporting import records
+
+GAME = HOSTILE_GAME + ["--num_workers", "0"]  # 1 epoch x 2 rounds, batch 8
+
+TEACHER_LAST = TEACHER.replace(".pt", "-last.pt")
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+           DFAD_PROGRESS_INTERVAL_S="0")  # a progress line after every step: known points to stop at
+STOPPABLE = ["--dataset", "digits", "--epochs", "3", "--epoch_itrs", "20", "--batch_size", "8",
+             "--no_visdom", "--num_workers", "0"]
+
+
+def start(cmd, cwd, env=None):
+    """A job in a process group of its own (as a shell starts one), its output in one pipe."""
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(ENV, **(env or {})), start_new_session=True)
+
+
+def stop_at(proc, prefix):
+    """SIGTERM to the job's every process once it prints a line starting with ``prefix``
+    (as a cluster's time limit does); returns everything it printed."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(prefix):
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    else:
+        raise AssertionError(f"never printed {prefix!r}:\n{''.join(seen)[-3000:]}")
+    seen.append(proc.communicate(timeout=300)[0])  # until the last process of the job closed it
+    return "".join(seen)
+
+
+def saved(path):
+    state = torch.load(path, weights_only=True)
+    return state["epoch"], state["args"]["epochs"]
+
+
+# --- item 3: a new run never replaces the resume point of an unfinished one ---------------
+
+def test_new_run_refuses_to_replace_an_unfinished_run_and_restart_discards_it(workdir):
+    out = stop_at(start([sys.executable, str(ROOT / "DFAD_mnist.py"), *STOPPABLE], workdir), "Epoch 1/3")
+    assert "Resume with the same command plus --resume" in out
+    resume_point = (workdir / LAST).read_bytes()
+
+    refused = run_script("DFAD_mnist.py", *STOPPABLE, cwd=workdir)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"Error: {LAST} holds an unfinished run (1 of 3 epochs" in refused.stderr
+    assert "plus --resume" in refused.stderr and "--restart to discard it" in refused.stderr
+    assert "Teacher:" not in refused.stdout  # refused before any work
+    assert (workdir / LAST).read_bytes() == resume_point and not (workdir / CSV).exists()
+
+    restarted = run_script("DFAD_mnist.py", *GAME, "--restart", cwd=workdir)
+    assert restarted.returncode == 0, restarted.stderr
+    assert f"Discarded {LAST} (--restart)" in restarted.stdout and "Best Acc=" in restarted.stdout
+    assert saved(workdir / LAST) == (1, 1) and len((workdir / CSV).read_text().splitlines()) == 1
+
+
+def test_a_finished_runs_resume_point_may_be_replaced(workdir, capsys):
+    for _ in range(2):
+        code, out, err = run_main(DFAD_mnist.main, GAME, capsys)
+        assert code == 0 and "Best Acc=" in out, err
+    assert len(records.read_run_records(JSON)) == 2
+
+
+TEACHER_RUN = ["--dataset", "digits", "--epochs", "1", "--batch_size", "64", "--no_visdom", "--num_workers", "0"]
+
+
+def test_teacher_refuses_to_replace_an_unfinished_run(workdir, capsys):
+    os.remove(TEACHER)
+    assert run_main(train_teacher.main, TEACHER_RUN, capsys)[0] == 0
+    state = torch.load(TEACHER_LAST, weights_only=True)
+    state["args"]["epochs"] = 3  # as a run started for 3 epochs and stopped after its first
+    torch.save(state, TEACHER_LAST)
+    teacher = open(TEACHER, "rb").read()
+
+    code, out, err = run_main(train_teacher.main, TEACHER_RUN, capsys)
+    assert code == 2 and f"{TEACHER_LAST} holds an unfinished run (1 of 3 epochs done)" in err
+    assert "Epoch 1/" not in out and open(TEACHER, "rb").read() == teacher
+
+    code, out, err = run_main(train_teacher.main, TEACHER_RUN + ["--restart"], capsys)
+    assert code == 0 and "Discarded" in out and "Best Acc=" in out, err
+    assert saved(TEACHER_LAST) == (1, 1)
+
+
+@pytest.mark.parametrize("script", [DFAD_mnist, DFAD_cifar, DFAD_caltech101, DFAD_camvid_deeplab,
+                                    DFAD_nyu_deeplab, train_teacher, train_teacher_seg],
+                         ids=lambda m: m.__name__)
+def test_every_script_offers_restart_beside_resume(script, capsys):
+    help_text = " ".join(script.get_args_parser().format_help().split())
+    assert re.search(r"--restart start afresh, discarding the '-last.pt' checkpoint of an unfinished run "
+                     r"[^[]*? \(default: False\)", help_text)
+    with pytest.raises(SystemExit):
+        script.get_args_parser().parse_args(["--resume", "--restart"])
+    assert "not allowed with argument --resume" in capsys.readouterr().err
+
+
