@@ -1,7 +1,8 @@
-"""A resume point is never lost.
+"""A resume point is never lost, and a resumed run is the same run.
 
 A run started without --resume refuses to replace the -last.pt of an unfinished run
-(--restart discards it; a finished run's may be replaced).
+(--restart discards it; a finished run's may be replaced); a resumed run refuses another
+batch size or epoch length; a run extended with a larger --epochs is logged once.
 """
 import os
 import re
@@ -17,6 +18,7 @@ import DFAD_camvid_deeplab
 import DFAD_cifar
 import DFAD_mnist
 import DFAD_nyu_deeplab
+import get_results
 import train_teacher
 import train_teacher_seg
 from conftest import ROOT, run_script
@@ -116,5 +118,30 @@ def test_every_script_offers_restart_beside_resume(script, capsys):
     with pytest.raises(SystemExit):
         script.get_args_parser().parse_args(["--resume", "--restart"])
     assert "not allowed with argument --resume" in capsys.readouterr().err
+
+
+# --- item 5: a resumed run is the same run ---------------------------------------------------
+
+@pytest.mark.parametrize("flag,old,new", [("--batch_size", "8", "16"), ("--epoch_itrs", "2", "3")])
+def test_resume_refuses_another_batch_size_or_epoch_length(workdir, capsys, flag, old, new):
+    assert run_main(DFAD_mnist.main, GAME, capsys)[0] == 0
+    before = {p: open(p, "rb").read() for p in (LAST, CSV, JSON)}
+    code, out, err = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:]
+                              + [flag, new, "--resume"], capsys)
+    assert code == 2 and f"{flag} {old} (saved) vs {new} (now)" in err and "Traceback" not in err
+    assert "Epoch 2/2" not in out
+    assert {p: open(p, "rb").read() for p in before} == before
+
+
+def test_an_extended_run_is_logged_once_with_every_epoch(workdir, capsys):
+    assert run_main(DFAD_mnist.main, GAME, capsys)[0] == 0
+    code, out, err = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:] + ["--resume"], capsys)
+    assert code == 0 and "extended from 1 to 2 epochs, replaces its earlier row" in out, err
+    rows = records.read_csv_rows(CSV)
+    runs = records.read_run_records(JSON)
+    assert len(rows) == 1 and len(rows[0]) == 2 and len(runs) == 1 and runs[0]["epochs"] == 2
+    assert runs[0]["history"] == rows[0] and runs[0]["args"]["epochs"] == 2
+    assert run_main(DFAD_mnist.main, GAME, capsys)[0] == 0  # another run: a row of its own
+    assert get_results.main(["--log", CSV])["runs"] == 2
 
 

@@ -26,9 +26,11 @@ from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence, methods
 from .game import Players, adversarial_loss_l1, freeze, play_round, sample_noise
 
-# A run resumed under other values would be another run. The values are those of a
-# checkpoint written before --method and --transfer_set existed.
-RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None}
+# A run resumed under other values would be another run: other players, another game,
+# or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
+# The values are those of a checkpoint written before --method and --transfer_set existed.
+RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
+               "batch_size": None, "epoch_itrs": None}
 POOL_SNAPSHOTS = 16  # the label-free pool: the fixed-noise images of the last 16 epochs' generators
 
 

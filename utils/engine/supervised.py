@@ -16,7 +16,7 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 
-RESUME_KEYS = ("dataset", "model", "num_classes")
+RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size")  # other values: another run
 
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
