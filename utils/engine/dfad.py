@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid, save_predictions
+from ..reporting.progress import ProgressLines
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
@@ -130,11 +131,15 @@ def train_epoch(args, game, device, epoch, plotter, stop):
     bar = tqdm(range(game.iteration, args.epoch_itrs), desc=f"epoch {epoch}/{args.epochs}",
                leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True,
                initial=game.iteration, total=args.epoch_itrs)
+    progress = ProgressLines(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=game.iteration,
+                             enabled=distributed.is_main())
     loss_S = loss_G = torch.tensor(float("nan"))
     for i in bar:
         loss_S, loss_G = play_round(game.players, game.batch_size, args.nz, device)
         check_round(epoch, i, loss_S, loss_G, stop)
         game.iteration = i + 1
+        if progress.due():
+            progress.show(i + 1, Loss_S=loss_S.item(), Loss_G=loss_G.item())
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
             bar.set_postfix(Loss_S=f"{loss_S.item():.4f}", Loss_G=f"{loss_G.item():.4f}")
             step = (epoch - 1) * args.epoch_itrs + i

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ..reporting import records
+from ..reporting.progress import ProgressLines
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
@@ -23,6 +24,7 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
     model.train()
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False,
                disable=None if distributed.is_main() else True)
+    progress = ProgressLines(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main())
     loss = torch.tensor(float("nan"))
     for i, (images, targets) in enumerate(bar):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
@@ -33,6 +35,8 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         if i % args.log_interval == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
+        if progress.due():
+            progress.show(i + 1, loss=loss.item())
         stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
         if stop.requested:
             break
