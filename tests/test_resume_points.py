@@ -2,7 +2,8 @@
 
 A run started without --resume refuses to replace the -last.pt of an unfinished run
 (--restart discards it; a finished run's may be replaced); a resumed run refuses another
-batch size or epoch length; a run extended with a larger --epochs is logged once.
+batch size or epoch length; a run extended with a larger --epochs is logged once; and
+``run_mnist.sh --resume`` goes on with the stage that was stopped.
 """
 import os
 import re
@@ -145,3 +146,47 @@ def test_an_extended_run_is_logged_once_with_every_epoch(workdir, capsys):
     assert get_results.main(["--log", CSV])["runs"] == 2
 
 
+# --- item 3: run_mnist.sh --resume goes on with the stage that was stopped ------------------
+
+PIPELINE_ENV = {"DATASET": "digits", "TEACHER_EPOCHS": "4", "EPOCHS": "3", "EPOCH_ITRS": "20",
+                "BATCH_SIZE": "8", "ESTIMATE": "0", "PYTHON": sys.executable}
+
+
+def pipeline_folder(tmp_path):
+    """run_mnist.sh runs in its own folder: a folder of links to the scripts keeps the
+    outputs here (imports come from the repository, through PYTHONPATH)."""
+    for name in ("run_mnist.sh", "train_teacher.py", "DFAD_mnist.py"):
+        os.symlink(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def run_mnist(cwd, *flags):
+    return start(["bash", str(cwd / "run_mnist.sh"), "--no_visdom", "--num_workers", "0", *flags], cwd,
+                 env=PIPELINE_ENV)
+
+
+def test_run_mnist_resume_goes_on_with_the_stage_that_was_stopped(tmp_path):
+    cwd = pipeline_folder(tmp_path)
+    teacher_last = cwd / TEACHER_LAST
+    out = stop_at(run_mnist(cwd), "progress: epoch 2/4  step")  # in the teacher stage
+    assert "Stopped during epoch 2" in out and "plus --resume" in out and "===== DFAD" not in out
+    assert saved(teacher_last) == (1, 4)
+
+    out = stop_at(run_mnist(cwd, "--resume"), "progress: epoch 2/3  round")  # in the DFAD stage
+    assert f"Resumed from {TEACHER_LAST}: 1 epochs done" in out and "Epoch 4/4" in out
+    assert "Epoch 1/3" in out and saved(cwd / LAST)[0] == 1
+    teacher = (cwd / TEACHER).read_bytes()
+
+    plain = run_mnist(cwd)  # would retrain the teacher under the stopped DFAD run: refused first
+    out = plain.communicate(timeout=300)[0]
+    assert plain.returncode == 2 and f"{LAST} holds an unfinished run (1 of 3 epochs" in out
+    assert "===== Teacher" not in out
+
+    resumed = run_mnist(cwd, "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out[-3000:]
+    assert "not trained again" in out and f"Resumed from {LAST}" in out and "Epoch 3/3" in out
+    assert out.strip().splitlines()[-1].startswith("Best Acc=")
+    assert (cwd / TEACHER).read_bytes() == teacher
+    assert len((cwd / CSV).read_text().splitlines()) == 1
+    assert "cannot reach the visdom server" not in out  # --no_visdom reached both stages

@@ -91,6 +91,12 @@ class Experiment:
         return self.student_ckpt[:-len(".pt")] + "-labelfree.pt"
 
 
+def last_checkpoint(args):
+    """The ``-last.pt`` a DFAD script's run under ``args`` writes (scripts name the student
+    after --model): the names :class:`Experiment` gives, without building any network."""
+    return Experiment(args.dataset, args.model, None, None, None, None, None, "", method=args.method).last_ckpt
+
+
 @dataclass
 class Game:
     """The players as the loop trains them, and the run's progress."""
