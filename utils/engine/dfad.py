@@ -302,8 +302,7 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
     game.history.append(score)
     if score > game.best:
         game.best = score
-        checkpoint.save_state_dict(exp.student, exp.student_ckpt)
-        checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
+        checkpoint.save_state_dicts([(exp.student, exp.student_ckpt), (exp.generator, exp.generator_ckpt)])
     samples = fixed_noise_samples(exp, game.fixed_z)
     diagnostics = label_free_and_collapse(exp, game, epoch, score, samples)
     save_last(args, exp, game)

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import locale
 import os
 
 from ..runtime import atomic
@@ -70,24 +71,20 @@ def atomic_write_text(path, text):
 
 def _publish_texts(items):
     """Write every ``(path, text)`` to its temporary file first, then rename them all:
-    either every file is updated or (short of a kill between two renames) none."""
-    written = []
+    either every file is updated or (short of a kill between two renames) none. A full
+    disk is named as such (:func:`utils.runtime.atomic.write_all`)."""
+    writes = [(path, _text_writer(text), ".txt") for path, text in items]
     try:
-        for path, text in items:
-            fd, tmp = atomic.temp_file(path, suffix=".txt")
-            written.append((tmp, path))
-            with os.fdopen(fd, "w", newline="") as f:
-                f.write(text)
-        with atomic.signals_deferred():  # a stop between two renames would log half a run
-            for tmp, path in written:
-                atomic.publish(tmp, path)
+        atomic.write_all(writes)
     except OSError as e:
-        target = written[-1][1] if written else e.filename
-        raise UserError(f"Cannot write {target}: {e.strerror}. Check that it is a file in a "
-                        f"folder you can write to.") from None
-    finally:
-        for tmp, _ in written:
-            atomic.remove_quietly(tmp)
+        raise UserError(f"Cannot write {e.filename or items[-1][0]}: {e.strerror}. Check that it "
+                        f"is a file in a folder you can write to.") from None
+
+
+def _text_writer(text):
+    # The encoding open() would use: logs read back with open() must decode the same way.
+    data = text.encode(locale.getpreferredencoding(False))
+    return lambda f: f.write(data)
 
 
 def append_run_record(path, record):

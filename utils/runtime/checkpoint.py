@@ -20,18 +20,30 @@ def atomic_save(obj, path):
     A run killed mid-write leaves the previous file intact, never a torn one; the
     temporary file of a killed run is removed by the next run (:mod:`utils.runtime.atomic`).
     """
-    atomic.write_bytes(path, lambda f: torch.save(obj, f), suffix=".pt")
+    atomic.write_bytes(path, _saver(obj), suffix=".pt")
 
 
 def save_state_dict(model, path):
     """Save ``model``'s weights; a model with non-finite weights is never saved, so a
     diverged run cannot replace a good checkpoint."""
-    bad = non_finite_keys(model.state_dict())
-    if bad:
-        raise UserError(f"Refused to save {path}: the weights {', '.join(bad[:3])} are not finite "
-                        f"(nan or inf), so training diverged. The previous file was kept. Lower the "
-                        f"learning rate and resume with --resume, or start again.")
-    atomic_save(model.state_dict(), path)
+    save_state_dicts([(model, path)])
+
+
+def save_state_dicts(pairs):
+    """Save each ``(model, path)``'s weights as one set: all files or none (a student
+    is never published without its generator). Nothing is written when any model has
+    non-finite weights."""
+    for model, path in pairs:
+        bad = non_finite_keys(model.state_dict())
+        if bad:
+            raise UserError(f"Refused to save {path}: the weights {', '.join(bad[:3])} are not finite "
+                            f"(nan or inf), so training diverged. The previous file was kept. Lower the "
+                            f"learning rate and resume with --resume, or start again.")
+    atomic.write_all([(path, _saver(model.state_dict()), ".pt") for model, path in pairs])
+
+
+def _saver(obj):
+    return lambda f: torch.save(obj, f)
 
 
 def non_finite_keys(state_dict):
