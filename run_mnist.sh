@@ -32,6 +32,8 @@ DFAD_FLAGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --resume|--restart) MODE+=("$1") ;;
+    -h|--help)  # this header, then the flags DFAD_mnist.py takes
+      sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; echo; exec "$PYTHON" DFAD_mnist.py --help ;;
     --no_visdom|--no_cuda|--no-cuda|--visdom_port=*|--num_workers=*)
       TEACHER_FLAGS+=("$1"); DFAD_FLAGS+=("$1") ;;
     --visdom_port|--num_workers)

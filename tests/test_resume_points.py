@@ -190,3 +190,11 @@ def test_run_mnist_resume_goes_on_with_the_stage_that_was_stopped(tmp_path):
     assert (cwd / TEACHER).read_bytes() == teacher
     assert len((cwd / CSV).read_text().splitlines()) == 1
     assert "cannot reach the visdom server" not in out  # --no_visdom reached both stages
+
+
+def test_run_mnist_help_explains_resume_and_restart_and_runs_nothing(tmp_path):
+    cwd = pipeline_folder(tmp_path)
+    proc = run_mnist(cwd, "--help")
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "--restart   start both stages afresh" in out
+    assert "usage: DFAD_mnist.py" in out and not (cwd / "checkpoint").exists()
