@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid, save_predictions
+from ..reporting.progress import ProgressLines
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
@@ -26,9 +27,11 @@ from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence, methods
 from .game import Players, adversarial_loss_l1, freeze, play_round, sample_noise
 
-# A run resumed under other values would be another run. The values are those of a
-# checkpoint written before --method and --transfer_set existed.
-RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None}
+# A run resumed under other values would be another run: other players, another game,
+# or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
+# The values are those of a checkpoint written before --method and --transfer_set existed.
+RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
+               "batch_size": None, "epoch_itrs": None}
 POOL_SNAPSHOTS = 16  # the label-free pool: the fixed-noise images of the last 16 epochs' generators
 
 
@@ -108,6 +111,12 @@ class Experiment:
         return self.student_ckpt[:-len(".pt")] + "-labelfree.pt"
 
 
+def last_checkpoint(args):
+    """The ``-last.pt`` a DFAD script's run under ``args`` writes (scripts name the student
+    after --model): the names :class:`Experiment` gives, without building any network."""
+    return Experiment(args.dataset, args.model, None, None, None, None, None, "", method=args.method).last_ckpt
+
+
 @dataclass
 class Game:
     """The players as the loop trains them, and the run's progress."""
@@ -148,11 +157,15 @@ def train_epoch(args, game, device, epoch, plotter, stop):
     bar = tqdm(range(game.iteration, args.epoch_itrs), desc=f"epoch {epoch}/{args.epochs}",
                leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True,
                initial=game.iteration, total=args.epoch_itrs)
+    progress = ProgressLines(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=game.iteration,
+                             enabled=distributed.is_main())
     loss_S = loss_G = torch.tensor(float("nan"))
     for i in bar:
         loss_S, loss_G = play_round(game.players, game.batch_size, args.nz, device)
         check_round(epoch, i, loss_S, loss_G, stop)
         game.iteration = i + 1
+        if progress.due():
+            progress.show(i + 1, Loss_S=loss_S.item(), Loss_G=loss_G.item())
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
             bar.set_postfix(Loss_S=f"{loss_S.item():.4f}", Loss_G=f"{loss_G.item():.4f}")
             step = (epoch - 1) * args.epoch_itrs + i
@@ -310,9 +323,8 @@ def end_of_epoch(args, exp, game, device, plotter, epoch, losses, timing):
     game.history.append(score)
     if score > game.best:
         game.best = score
-        checkpoint.save_state_dict(exp.student, exp.student_ckpt)
-        if exp.uses_generator:
-            checkpoint.save_state_dict(exp.generator, exp.generator_ckpt)
+        generator = [(exp.generator, exp.generator_ckpt)] if exp.uses_generator else []
+        checkpoint.save_state_dicts([(exp.student, exp.student_ckpt), *generator])
     samples = fixed_noise_samples(exp, game.fixed_z)
     diagnostics = label_free_and_collapse(exp, game, epoch, score, samples)
     save_last(args, exp, game)
@@ -370,6 +382,8 @@ def run(args, exp, device):
     list as one row of ``log/DFAD-<dataset>.csv`` and ends with ``Best <metric>=<value>``.
     """
     main_process = distributed.is_main()
+    if main_process:  # before the teacher is evaluated or anything is trained
+        checkpoint.protect_resume_point(exp.last_ckpt, args)
     plotter = VisdomPlotter(env=exp.run_name, port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
