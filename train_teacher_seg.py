@@ -48,6 +48,7 @@ def main(argv=None):
     check_args(args)
     device = cli.setup(args)
     save_path = cli.teacher_checkpoint(args.dataset, args.model)
+    supervised.protect_resume_point(args, save_path)
     test_loader = get_test_loader(args)
     start_from = args.ckpt or (save_path if args.test_only else None)
     # ImageNet weights would be overwritten by the checkpoint at once: skip their download.

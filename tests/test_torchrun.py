@@ -46,7 +46,7 @@ def test_teacher_and_dfad_data_parallel(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stdout and "Epoch 3/3" in resumed.stdout
     rows = (tmp_path / "log" / "DFAD-digits.csv").read_text().splitlines()
-    assert len(rows) == 2 and len(rows[1].split(",")) == 3  # the resumed run's row is whole
+    assert len(rows) == 1 and len(rows[0].split(",")) == 3  # the extended run's row is whole and replaces its own
 
 
 def test_global_batch_must_split_evenly(tmp_path):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid
+from ..reporting.progress import ProgressLines
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
@@ -28,9 +29,11 @@ from .diagnostics import Monitor
 from .game import Players, adversarial_loss_l1, freeze
 from .methods import METHODS
 
-# A run resumed under other values would be another run. The values are those of a
-# checkpoint written before --method and --transfer_set existed.
-RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None}
+# A run resumed under other values would be another run: other players, another game,
+# or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
+# The values are those of a checkpoint written before --method and --transfer_set existed.
+RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
+               "batch_size": None, "epoch_itrs": None}
 
 
 @dataclass
@@ -71,8 +74,12 @@ class RunFiles:
 
     @classmethod
     def of(cls, exp, method):
-        stem = f"checkpoint/student/{exp.dataset}-{exp.student_name}{method.suffix()}"
-        return cls(f"DFAD-{exp.dataset}{method.suffix()}", f"{stem}.pt", f"{stem}-generator.pt",
+        return cls.named(exp.dataset, exp.student_name, method)
+
+    @classmethod
+    def named(cls, dataset, student_name, method):
+        stem = f"checkpoint/student/{dataset}-{student_name}{method.suffix()}"
+        return cls(f"DFAD-{dataset}{method.suffix()}", f"{stem}.pt", f"{stem}-generator.pt",
                    f"{stem}-last.pt", f"{stem}-labelfree.pt")
 
     @property
@@ -95,6 +102,12 @@ class Progress:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
 
 
+def last_checkpoint(args):
+    """The ``-last.pt`` a DFAD script's run under ``args`` writes (the scripts name the
+    student after --model), without building any network."""
+    return RunFiles.named(args.dataset, args.model, METHODS[args.method]).last
+
+
 def run(args, exp, device):
     """Train a student for ``args.epochs`` epochs; returns the best test metric.
 
@@ -104,6 +117,8 @@ def run(args, exp, device):
     """
     method_class = METHODS[args.method]
     files = RunFiles.of(exp, method_class)
+    if distributed.is_main():  # before the teacher is evaluated or anything is trained
+        checkpoint.protect_resume_point(files.last, args)
     plotter = VisdomPlotter(env=files.name, port=args.visdom_port,
                             enabled=distributed.is_main() and not args.no_visdom)
     plotter.table("Arguments", vars(args))
@@ -161,11 +176,15 @@ def train_epoch(args, players, method, progress, epoch, plotter, stop):
     bar = tqdm(range(progress.iteration, args.epoch_itrs), desc=f"epoch {epoch}/{args.epochs}",
                leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True,
                initial=progress.iteration, total=args.epoch_itrs)
+    lines = ProgressLines(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=progress.iteration,
+                          enabled=distributed.is_main())  # when the output is not a terminal
     loss_S = loss_G = torch.tensor(float("nan"))
     for i in bar:
         loss_S, loss_G = method.play_round(players, batch_size)
         divergence.check_round(epoch, i, loss_S, loss_G, stop)
         progress.iteration = i + 1
+        if lines.due():
+            lines.show(i + 1, Loss_S=loss_S.item(), Loss_G=loss_G.item())
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
             bar.set_postfix(Loss_S=f"{loss_S.item():.4f}", Loss_G=f"{loss_G.item():.4f}")
             step = (epoch - 1) * args.epoch_itrs + i
@@ -185,9 +204,8 @@ def end_of_epoch(args, exp, files, players, method, monitor, progress, plotter, 
     progress.history.append(score)
     if score > progress.best:
         progress.best = score
-        checkpoint.save_state_dict(exp.student, files.student)
-        if method.uses_generator:
-            checkpoint.save_state_dict(exp.generator, files.generator)
+        generator = [(exp.generator, files.generator)] if method.uses_generator else []
+        checkpoint.save_state_dicts([(exp.student, files.student), *generator])  # both or neither
     samples = monitor.samples(exp.generator)
     stats = monitor.end_of_epoch(exp.teacher, exp.student, method.probe_images(samples),
                                  not method.uses_generator, epoch, score)

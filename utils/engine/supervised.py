@@ -10,19 +10,21 @@ import torch
 from tqdm import tqdm
 
 from ..reporting import records
+from ..reporting.progress import ProgressLines
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 
-RESUME_KEYS = ("dataset", "model", "num_classes")
+RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size")  # other values: another run
 
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
     model.train()
     bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False,
                disable=None if distributed.is_main() else True)
+    progress = ProgressLines(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main())
     loss = torch.tensor(float("nan"))
     for i, (images, targets) in enumerate(bar):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
@@ -34,10 +36,24 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         if i % args.log_interval == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
+        if progress.due():
+            progress.show(i + 1, loss=loss.item())
         stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
         if stop.requested:
             break
     return loss.item()
+
+
+def last_checkpoint(save_path):
+    """Where the run saving its best model to ``save_path`` keeps what --resume needs."""
+    return save_path[:-len(".pt")] + "-last.pt"
+
+
+def protect_resume_point(args, save_path):
+    """Call first in a teacher script: a new run must not silently replace the
+    ``-last.pt`` of an unfinished one (see :func:`checkpoint.protect_resume_point`)."""
+    if distributed.is_main():
+        checkpoint.protect_resume_point(last_checkpoint(save_path), args)
 
 
 def resumable_parts(model, optimizer, scheduler, precision):
@@ -70,7 +86,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     ``--scheduler`` the learning rate is multiplied by ``gamma`` every ``--step_size`` epochs.
     """
     main_process = distributed.is_main()
-    last_path = save_path[:-len(".pt")] + "-last.pt"
+    last_path = last_checkpoint(save_path)
     if main_process:
         preflight.check_outputs(files=[save_path, last_path])
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,

@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
+from ..runtime import atomic
+
 
 def denormalize(images, mean, std):
     """Undo ``transforms.Normalize`` so images can be shown in [0, 1]."""
@@ -16,9 +18,11 @@ def denormalize(images, mean, std):
 
 
 def save_grid(images, path, nrow=8):
-    """Images in [0, 1] as one PNG grid."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2)
+    """Images in [0, 1] as one PNG grid (written atomically: a full disk names the file
+    and leaves the previous grid)."""
+    images = images.detach().float().cpu()
+    atomic.write_bytes(path, lambda f: save_image(images, f, format="png", nrow=nrow, padding=2),
+                       suffix=".png")
 
 
 def colorize(decode_target, labels):
@@ -77,5 +81,9 @@ def save_predictions(folder, teacher, student, loader, mean, std, device):
                     "teacher": decode(teacher(images).argmax(1)), "student": decode(student(images).argmax(1))}
         for k in range(len(targets)):
             for name, batch in pictures.items():
-                Image.fromarray(batch[k]).save(os.path.join(folder, f"{index + k}_{name}.png"))
+                save_png(Image.fromarray(batch[k]), os.path.join(folder, f"{index + k}_{name}.png"))
         index += len(targets)
+
+
+def save_png(image, path):
+    atomic.write_bytes(path, lambda f: image.save(f, format="png"), suffix=".png")

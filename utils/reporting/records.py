@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import locale
 import os
 
 from ..runtime import atomic
@@ -70,24 +71,20 @@ def atomic_write_text(path, text):
 
 def _publish_texts(items):
     """Write every ``(path, text)`` to its temporary file first, then rename them all:
-    either every file is updated or (short of a kill between two renames) none."""
-    written = []
+    either every file is updated or (short of a kill between two renames) none. A full
+    disk is named as such (:func:`utils.runtime.atomic.write_all`)."""
+    writes = [(path, _text_writer(text), ".txt") for path, text in items]
     try:
-        for path, text in items:
-            fd, tmp = atomic.temp_file(path, suffix=".txt")
-            written.append((tmp, path))
-            with os.fdopen(fd, "w", newline="") as f:
-                f.write(text)
-        with atomic.signals_deferred():  # a stop between two renames would log half a run
-            for tmp, path in written:
-                atomic.publish(tmp, path)
+        atomic.write_all(writes)
     except OSError as e:
-        target = written[-1][1] if written else e.filename
-        raise UserError(f"Cannot write {target}: {e.strerror}. Check that it is a file in a "
-                        f"folder you can write to.") from None
-    finally:
-        for tmp, _ in written:
-            atomic.remove_quietly(tmp)
+        raise UserError(f"Cannot write {e.filename or items[-1][0]}: {e.strerror}. Check that it "
+                        f"is a file in a folder you can write to.") from None
+
+
+def _text_writer(text):
+    # The encoding open() would use: logs read back with open() must decode the same way.
+    data = text.encode(locale.getpreferredencoding(False))
+    return lambda f: f.write(data)
 
 
 def _records_with(path, record):
@@ -95,19 +92,46 @@ def _records_with(path, record):
 
 
 def log_run(csv_path, json_path, history, record):
-    """Append a finished run's CSV row and JSON record, both or neither.
+    """Log a finished run: its CSV row and JSON record, both or neither.
 
-    A run is identified by ``record["run_id"]`` and its number of epochs: a run resumed
-    after it had finished (nothing new trained) is not logged a second time. Returns
-    whether anything was written.
+    A run is identified by ``record["run_id"]``. Resumed after it had finished (nothing
+    new trained), it is not logged again; extended with a larger --epochs, its new row and
+    record replace its earlier ones (the new row holds every epoch, the earlier ones
+    included), so get_results.py counts it once. Returns whether anything was written.
     """
-    already = [r for r in read_run_records(json_path)
-               if r.get("run_id") == record.get("run_id") and r.get("epochs") == record.get("epochs")]
-    if record.get("run_id") and already:
+    records = read_run_records(json_path)
+    run_id = record.get("run_id")
+    same = [i for i, r in enumerate(records) if run_id and r.get("run_id") == run_id]
+    if any(records[i].get("epochs") == record.get("epochs") for i in same):
         print(f"This run is already logged in {csv_path} and {json_path}: nothing appended.", flush=True)
         return False
-    _publish_texts([(csv_path, _csv_with_row(csv_path, history)), (json_path, _records_with(json_path, record))])
+    lines = _csv_lines(csv_path)
+    row = _csv_row(history)
+    if same and len(lines) == len(records):  # written together, row i is record i
+        i = same[-1]
+        print(f"This run, extended from {records[i].get('epochs')} to {record.get('epochs')} epochs, "
+              f"replaces its earlier row in {csv_path} and record in {json_path}.", flush=True)
+        lines[i], records[i] = row, record
+    else:
+        lines.append(row)
+        records.append(record)
+    _publish_texts([(csv_path, "".join(lines)), (json_path, json.dumps(records, indent=1, default=str))])
     return True
+
+
+def _csv_lines(path):
+    """The non-empty lines of the metric log ``path`` (checked first), each ending in a newline."""
+    if not os.path.exists(path):
+        return []
+    read_csv_rows(path)
+    with open(path, newline="") as f:
+        return [line + "\n" for line in f.read().splitlines() if line.strip()]
+
+
+def _csv_row(values):
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
 
 
 def read_run_records(path):

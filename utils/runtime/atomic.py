@@ -7,8 +7,10 @@ process's host and pid, so a later run can remove those of processes that died
 (SIGKILL, power loss) without touching those of a run still writing.
 """
 import contextlib
+import errno
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
@@ -64,14 +66,70 @@ def write_bytes(path, write, suffix=""):
 
     Any failure or interruption removes the temporary file and leaves ``path`` as it was.
     """
-    fd, tmp = temp_file(path, suffix)
+    write_all([(path, write, suffix)])
+
+
+def write_all(items):
+    """Publish several files together: ``items`` are ``(path, write, suffix)``; each
+    ``write(file)`` fills a temporary file, and only once all are written are they all
+    renamed (stop signals held back meanwhile). A failure, a full disk included, leaves
+    every ``path`` as it was and no temporary file behind.
+    """
+    written, current = [], None
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        publish(tmp, path)
-    except BaseException:
-        remove_quietly(tmp)
+        for path, write, suffix in items:
+            current = path
+            fd, tmp = temp_file(path, suffix)
+            written.append((tmp, path))
+            with _open_temp(fd, tmp) as f:
+                write(f)
+        with signals_deferred():  # a stop between two renames would publish half of them
+            for tmp, path in written:
+                publish(tmp, path)
+    except BaseException as e:
+        for tmp, _ in written:
+            remove_quietly(tmp)  # those published are gone already
+        if is_no_space(e):
+            raise no_space_error(current) from None
+        if isinstance(e, OSError) and e.errno is not None:  # name the target, not its temporary
+            raise OSError(e.errno, e.strerror, current) from e
         raise
+
+
+def _open_temp(fd, tmp):
+    """The file object a temporary file is written through (a seam for tests)."""
+    return os.fdopen(fd, "wb")
+
+
+NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_no_space(error):
+    """Whether ``error`` or an exception it wraps says the disk is full (or the quota
+    spent). torch.save's zip writer turns the OSError of a failed write into a
+    RuntimeError ("enforce fail at inline_container.cc") that keeps it only as its
+    context, so the whole chain is searched."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return True
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def no_space_error(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free there now"
+    except OSError:
+        free = "its free space unknown"
+    return UserError(f"No space left on the device while writing {path} ({free}). Nothing was "
+                     f"half-written: that file and every other one keep their previous version. Free "
+                     f"some space on that device, or run from a folder on another disk, then run the "
+                     f"same command again (with --resume if a -last.pt checkpoint was saved).")
 
 
 @contextlib.contextmanager

@@ -20,18 +20,30 @@ def atomic_save(obj, path):
     A run killed mid-write leaves the previous file intact, never a torn one; the
     temporary file of a killed run is removed by the next run (:mod:`utils.runtime.atomic`).
     """
-    atomic.write_bytes(path, lambda f: torch.save(obj, f), suffix=".pt")
+    atomic.write_bytes(path, _saver(obj), suffix=".pt")
 
 
 def save_state_dict(model, path):
     """Save ``model``'s weights; a model with non-finite weights is never saved, so a
     diverged run cannot replace a good checkpoint."""
-    bad = non_finite_keys(model.state_dict())
-    if bad:
-        raise UserError(f"Refused to save {path}: the weights {', '.join(bad[:3])} are not finite "
-                        f"(nan or inf), so training diverged. The previous file was kept. Lower the "
-                        f"learning rate and resume with --resume, or start again.")
-    atomic_save(model.state_dict(), path)
+    save_state_dicts([(model, path)])
+
+
+def save_state_dicts(pairs):
+    """Save each ``(model, path)``'s weights as one set: all files or none (a student
+    is never published without its generator). Nothing is written when any model has
+    non-finite weights."""
+    for model, path in pairs:
+        bad = non_finite_keys(model.state_dict())
+        if bad:
+            raise UserError(f"Refused to save {path}: the weights {', '.join(bad[:3])} are not finite "
+                            f"(nan or inf), so training diverged. The previous file was kept. Lower the "
+                            f"learning rate and resume with --resume, or start again.")
+    atomic.write_all([(path, _saver(model.state_dict()), ".pt") for model, path in pairs])
+
+
+def _saver(obj):
+    return lambda f: torch.save(obj, f)
 
 
 def non_finite_keys(state_dict):
@@ -40,17 +52,18 @@ def non_finite_keys(state_dict):
             if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
 
 
-def safe_load(path, what="checkpoint", hint=""):
+def safe_load(path, what="checkpoint", hint="", mmap=False):
     """Load a checkpoint without running any code stored in it (``weights_only=True``).
 
     The file is looked at first: a folder, an empty file, a web page, text or random
     bytes get a message saying what they are, and a zip whose entries would inflate
     beyond the file's size (torch.save never compresses) is refused before anything of
-    it is read into memory.
+    it is read into memory. With ``mmap`` the tensors are mapped, not read: cheap when
+    only the plain values of a large checkpoint are wanted.
     """
     check_checkpoint_file(path, what, hint)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         if _would_run_code(e):
             raise UserError(
@@ -218,7 +231,8 @@ def check_resumable(saved_args, args, keys):
                    for k in keys if saved[k] != getattr(args, k)]
     if differences:
         raise UserError("Cannot resume: the saved run used other arguments: " + "; ".join(differences)
-                        + ". Resume with the original arguments, or start a new run without --resume.")
+                        + ". Resume with the original arguments, or start a new run with --restart "
+                          "instead of --resume (it discards the saved one).")
 
 
 # Types of the entries of the ``last`` checkpoints, checked before any of them is used.
@@ -254,6 +268,54 @@ def load_last(path, args, keys, schema=None):
         raise UserError(f"Cannot resume {path}: the saved run used {state['world_size']} processes, "
                         f"this one {distributed.world_size()}. Resume with the same number of processes.")
     return state
+
+
+def protect_resume_point(path, args):
+    """Before a run that is not ``--resume``: never replace silently the ``-last.pt`` at
+    ``path`` of a run that has not finished. ``--restart`` discards it (removed here, so
+    a later --resume cannot pick up the old run); a finished run's may be replaced."""
+    if args.resume or getattr(args, "test_only", False) or not os.path.isfile(path):
+        return
+    if args.restart:
+        try:
+            os.remove(path)
+        except OSError as e:
+            raise UserError(f"Cannot discard {path} (--restart): {e.strerror}. Remove it yourself, "
+                            f"or fix the folder's permissions.") from None
+        print(f"Discarded {path} (--restart): this run starts afresh.", flush=True)
+        return
+    progress = unfinished_progress(path)
+    if progress:
+        raise UserError(f"{path} holds an unfinished run ({progress}); starting a new run would "
+                        f"replace it. Continue it with the same command plus --resume, or add "
+                        f"--restart to discard it and start afresh.")
+
+
+def unfinished_progress(path):
+    """How far the run whose ``-last.pt`` is ``path`` got, in words; None once it has
+    finished (it recorded as many epochs done as it was started for). Only the plain
+    values are read: its tensors are mapped, not loaded."""
+    try:
+        state = safe_load(path, "resume point", mmap=True)
+    except UserError as e:
+        raise not_a_resume_point(path, str(e)) from None
+    saved = state.get("args") if isinstance(state, dict) else None
+    epoch, epochs = (state.get("epoch"), saved.get("epochs")) if isinstance(saved, dict) else (None, None)
+    if not (isinstance(epoch, int) and isinstance(epochs, int)):
+        raise not_a_resume_point(path, "it records no epochs done of a number of epochs")
+    if epoch >= epochs:
+        return None
+    iteration = state.get("iteration")
+    done = f"{epoch} of {epochs} epochs"
+    if isinstance(iteration, int) and iteration > 0:
+        done += f" and {iteration} of {saved.get('epoch_itrs')} iterations of epoch {epoch + 1}"
+    return done + " done"
+
+
+def not_a_resume_point(path, reason):
+    return UserError(f"{path} is where this run saves its resume point, but the file there cannot "
+                     f"be read as one ({reason.rstrip('.')}). Add --restart to discard it and start "
+                     f"afresh, or move it away.")
 
 
 def _state_of(holder):

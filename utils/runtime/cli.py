@@ -120,8 +120,13 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="port of the visdom server on 127.0.0.1")
     parser.add_argument("--no_visdom", action="store_true", help="do not send plots to visdom")
     parser.add_argument("--verbose", action="store_true", help="kept for the reference's commands")
-    parser.add_argument("--resume", action="store_true",
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
                         help="continue the interrupted run from its '-last.pt' checkpoint")
+    resume.add_argument("--restart", action="store_true",
+                        help="start afresh, discarding the '-last.pt' checkpoint of an unfinished "
+                             "run (without this flag or --resume, a run that would replace it is "
+                             "refused, so that no resume point is lost)")
     speed = parser.add_argument_group("speed (same method, faster arithmetic)")
     speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
                        help="mixed precision; `python benchmarks/bench_game.py --recommend` says "
