@@ -15,11 +15,10 @@ from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid
-from ..reporting.progress import ProgressLines
+from ..reporting.progress import EpochProgress
 from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
@@ -173,26 +172,21 @@ def train_epoch(args, players, method, progress, epoch, plotter, stop):
     players.student.train()
     players.generator.train()
     batch_size = distributed.local_batch_size(args.batch_size)
-    bar = tqdm(range(progress.iteration, args.epoch_itrs), desc=f"epoch {epoch}/{args.epochs}",
-               leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True,
-               initial=progress.iteration, total=args.epoch_itrs)
-    lines = ProgressLines(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=progress.iteration,
-                          enabled=distributed.is_main())  # when the output is not a terminal
+    shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=progress.iteration,
+                          enabled=distributed.is_main(), refresh_every=args.log_interval)
     loss_S = loss_G = torch.tensor(float("nan"))
-    for i in bar:
+    for i in range(progress.iteration, args.epoch_itrs):
         loss_S, loss_G = method.play_round(players, batch_size)
         divergence.check_round(epoch, i, loss_S, loss_G, stop)
         progress.iteration = i + 1
-        if lines.due():
-            lines.show(i + 1, Loss_S=loss_S.item(), Loss_G=loss_G.item())
+        shown.update(i + 1, Loss_S=loss_S, Loss_G=loss_G)
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
-            bar.set_postfix(Loss_S=f"{loss_S.item():.4f}", Loss_G=f"{loss_G.item():.4f}")
             step = (epoch - 1) * args.epoch_itrs + i
             plotter.scalar("Loss_S", step, loss_S.item())
             plotter.scalar("Loss_G", step, loss_G.item())
         if stop.requested:
             break
-    bar.close()
+    shown.close()
     return loss_S.item(), loss_G.item()
 
 

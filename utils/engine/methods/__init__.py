@@ -5,7 +5,7 @@ its files and the label of its row in the results table. ``METHODS`` is the one 
 that the scripts' flags, ``benchmarks/paper_table.py``, ``get_results.py`` and the
 results table read: a new method is a file here, a line below, and its test.
 """
-from .base import Method
+from ..game import Method
 from .dafl import DAFL
 from .dfad import DFAD
 from .kd import KD

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 
 from ...runtime.errors import UserError
 from ...runtime.cli import non_negative_float
-from ..game import STUDENT_STEPS, at_least_fp32, kl_divergence
-from .base import Method
+from ..game import STUDENT_STEPS, Method, at_least_fp32, kl_divergence
 from .dfad import student_step
 
 # Official code huawei-noah/Efficient-Computing, DAFL/DAFL-train.py (its defaults are the

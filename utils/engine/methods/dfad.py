@@ -6,8 +6,7 @@ Both play on the L1 distance between student and teacher logits.
 """
 import torch
 
-from ..game import STUDENT_STEPS, discrepancy, weights_frozen
-from .base import Method
+from ..game import STUDENT_STEPS, Method, discrepancy, weights_frozen
 
 
 def student_step(p, images, loss_fn=discrepancy):

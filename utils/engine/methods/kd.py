@@ -15,8 +15,7 @@ from torch.utils.data import Dataset
 from ...runtime.cli import positive_float
 from ...runtime.errors import UserError
 from ...runtime.workers import Loader
-from ..game import STUDENT_STEPS, discrepancy, kl_divergence
-from .base import Method
+from ..game import STUDENT_STEPS, Method, discrepancy, kl_divergence
 from .dfad import student_step
 
 PROBE_IMAGES = 1024        # the fixed probe: enough that agreement does not saturate at 1.0

@@ -3,8 +3,7 @@ and never moves; the student imitates the teacher (same L1 as DFAD) on its sampl
 import torch
 import torch.nn as nn
 
-from ..game import STUDENT_STEPS
-from .base import Method
+from ..game import STUDENT_STEPS, Method
 from .dfad import student_step
 
 
