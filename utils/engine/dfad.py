@@ -25,7 +25,7 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
-from .game import Players, adversarial_loss_l1, freeze
+from .game import Method, Players, adversarial_loss_l1, freeze
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
@@ -91,9 +91,15 @@ class RunFiles:
 
 
 @dataclass
-class Progress:
-    """How far the run has come (restored by --resume with the players)."""
+class Run:
+    """One run: what it trains, where it writes, how far it has come (all that --resume
+    restores)."""
 
+    players: Players
+    schedulers: list
+    method: Method
+    monitor: Monitor                # fixed noise, label-free choice, diagnostics
+    files: RunFiles
     epoch: int = 0                  # completed epochs
     iteration: int = 0              # completed rounds of the next epoch (after an interruption)
     best: float = -math.inf
@@ -131,54 +137,54 @@ def run(args, exp, device):
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
-    progress = Progress()
+    run = Run(players, schedulers, method, monitor, files)
     if args.resume:
-        restore_last(args, exp, files, players, schedulers, monitor, progress)
+        restore_last(args, exp, run)
 
-    started, first_epoch = time.time(), progress.epoch + 1
+    started, first_epoch = time.time(), run.epoch + 1
     with GracefulStop() as stop:
         for epoch in range(first_epoch, args.epochs + 1):
             stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {files.last}. "
                                     f"Resume with the same command plus --resume.")  # e.g. during evaluation
             epoch_start = time.time()
-            losses = train_epoch(args, players, method, progress, epoch, plotter, stop)
+            losses = train_epoch(args, run, epoch, plotter, stop)
             if stop.requested:
-                save_last(args, exp, files, players, schedulers, monitor, progress)
+                save_last(args, exp, run)
                 plotter.close()
-                raise Interrupted(stop.signum, f"Stopped at epoch {epoch}, iteration {progress.iteration}; "
+                raise Interrupted(stop.signum, f"Stopped at epoch {epoch}, iteration {run.iteration}; "
                                                f"saved {files.last}. Resume with the same command plus --resume.")
             for scheduler in schedulers:
                 scheduler.step()
-            progress.epoch, progress.iteration = epoch, 0
+            run.epoch, run.iteration = epoch, 0
             if distributed.is_main():  # only the first process evaluates, plots and saves
-                end_of_epoch(args, exp, files, players, method, monitor, progress, plotter, device)
-                print(records.epoch_line(epoch, args.epochs, *losses, exp.metric_name, progress.history[-1],
-                                         progress.best, time.time() - epoch_start, time.time() - started,
-                                         epoch - first_epoch + 1), flush=True)
+                end_of_epoch(exp, run, plotter, device)
+                print(records.epoch_line(epoch, args.epochs, *losses, exp.metric_name, run.history[-1], run.best,
+                                         time.time() - epoch_start, time.time() - started, epoch - first_epoch + 1),
+                      flush=True)
                 warning = monitor.collapse_warning()
                 if warning:
                     print(warning, flush=True)
-            save_last(args, exp, files, players, schedulers, monitor, progress)
+            save_last(args, exp, run)
 
     plotter.close()
     if distributed.is_main():
-        log_run(args, exp, files, method, monitor, progress, teacher_score, time.time() - started, device)
-    return progress.best
+        log_run(args, exp, run, teacher_score, time.time() - started, device)
+    return run.best
 
 
-def train_epoch(args, players, method, progress, epoch, plotter, stop):
-    """Rounds ``progress.iteration .. args.epoch_itrs`` of one epoch; returns the last losses.
-    ``progress.iteration`` falls short of ``epoch_itrs`` only when a stop was requested."""
-    players.student.train()
-    players.generator.train()
+def train_epoch(args, run, epoch, plotter, stop):
+    """Rounds ``run.iteration .. args.epoch_itrs`` of one epoch; returns the last losses.
+    ``run.iteration`` falls short of ``epoch_itrs`` only when a stop was requested."""
+    run.players.student.train()
+    run.players.generator.train()
     batch_size = distributed.local_batch_size(args.batch_size)
-    shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=progress.iteration,
+    shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=run.iteration,
                           enabled=distributed.is_main(), refresh_every=args.log_interval)
     loss_S = loss_G = torch.tensor(float("nan"))
-    for i in range(progress.iteration, args.epoch_itrs):
-        loss_S, loss_G = method.play_round(players, batch_size)
+    for i in range(run.iteration, args.epoch_itrs):
+        loss_S, loss_G = run.method.play_round(run.players, batch_size)
         divergence.check_round(epoch, i, loss_S, loss_G, stop)
-        progress.iteration = i + 1
+        run.iteration = i + 1
         shown.update(i + 1, Loss_S=loss_S, Loss_G=loss_G)
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
             step = (epoch - 1) * args.epoch_itrs + i
@@ -190,27 +196,27 @@ def train_epoch(args, players, method, progress, epoch, plotter, stop):
     return loss_S.item(), loss_G.item()
 
 
-def end_of_epoch(args, exp, files, players, method, monitor, progress, plotter, device):
+def end_of_epoch(exp, run, plotter, device):
     """Evaluate the student, keep the best one, diagnose the epoch, plot."""
-    epoch = progress.epoch
+    epoch, files, uses_generator = run.epoch, run.files, run.method.uses_generator
     scores = exp.evaluate(exp.student, exp.test_loader, device)
     score = scores[exp.metric_name]
-    progress.history.append(score)
-    if score > progress.best:
-        progress.best = score
-        generator = [(exp.generator, files.generator)] if method.uses_generator else []
+    run.history.append(score)
+    if score > run.best:
+        run.best = score
+        generator = [(exp.generator, files.generator)] if uses_generator else []
         checkpoint.save_state_dicts([(exp.student, files.student), *generator])  # both or neither
-    samples = monitor.samples(exp.generator)
-    stats = monitor.end_of_epoch(exp.teacher, exp.student, method.probe_images(samples),
-                                 not method.uses_generator, epoch, score)
+    samples = run.monitor.samples(exp.generator)
+    stats = run.monitor.end_of_epoch(exp.teacher, exp.student, run.method.probe_images(samples),
+                                     not uses_generator, epoch, score)
 
     plotter.scalar(exp.metric_name, epoch, score)
-    plotter.scalar("lr_S", epoch, players.optimizer_S.param_groups[0]["lr"])
-    plotter.scalar("lr_G", epoch, players.optimizer_G.param_groups[0]["lr"])
+    plotter.scalar("lr_S", epoch, run.players.optimizer_S.param_groups[0]["lr"])
+    plotter.scalar("lr_G", epoch, run.players.optimizer_G.param_groups[0]["lr"])
     plotter.scalar("Class_entropy", epoch, stats["entropy"])
     plotter.scalar("Classes_predicted", epoch, stats["fraction"])
     plotter.scalar("Teacher_agreement", epoch, stats["agreement"])
-    if method.uses_generator:  # fixed noise, so epochs compare; written even without a server
+    if uses_generator:  # fixed noise, so epochs compare; written even without a server
         plotter.images("Generated", samples, mean=exp.mean, std=exp.std)
         save_grid(denormalize(samples, exp.mean, exp.std), os.path.join(files.samples, f"generated_epoch{epoch:03d}.png"))
     if epoch == 1:
@@ -218,7 +224,7 @@ def end_of_epoch(args, exp, files, players, method, monitor, progress, plotter, 
         plotter.images("Test_inputs", real, mean=exp.mean, std=exp.std)
         save_grid(denormalize(real, exp.mean, exp.std), os.path.join(files.samples, "test_inputs.png"))
     for hook in exp.extra_plots:
-        hook(plotter, exp.teacher, exp.student, exp.generator if method.uses_generator else None, device)
+        hook(plotter, exp.teacher, exp.student, exp.generator if uses_generator else None, device)
 
 
 def check_teacher(args, exp, device):
@@ -295,32 +301,33 @@ def build_players(args, exp, device):
     return players, schedulers
 
 
-def resumable_parts(exp, players, schedulers):
+def resumable_parts(exp, run):
     """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
-    return {"student": exp.student, "generator": exp.generator, "optimizer_S": players.optimizer_S,
-            "optimizer_G": players.optimizer_G, "schedulers": schedulers, "scalers": players.precision}
+    p = run.players
+    return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
+            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
 
 
-def save_last(args, exp, files, players, schedulers, monitor, progress):
+def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
-    checkpoint.save_training_state(files.last, args, resumable_parts(exp, players, schedulers),
-                                   epoch=progress.epoch, iteration=progress.iteration, best=progress.best,
-                                   history=progress.history, run_id=progress.run_id, **monitor.state_dict())
+    checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
+                                   iteration=run.iteration, best=run.best, history=run.history,
+                                   run_id=run.run_id, **run.monitor.state_dict())
 
 
-def restore_last(args, exp, files, players, schedulers, monitor, progress):
-    state = checkpoint.restore_training_state(files.last, args, RESUME_KEYS,
-                                              resumable_parts(exp, players, schedulers), checkpoint.DFAD_LAST)
-    progress.epoch, progress.iteration = state["epoch"], state["iteration"]
-    progress.best, progress.history = state["best"], list(state["history"])
-    progress.run_id = state.get("run_id", progress.run_id)
-    monitor.load_state_dict(state)
+def restore_last(args, exp, run):
+    state = checkpoint.restore_training_state(run.files.last, args, RESUME_KEYS, resumable_parts(exp, run),
+                                              checkpoint.DFAD_LAST)
+    run.epoch, run.iteration = state["epoch"], state["iteration"]
+    run.best, run.history = state["best"], list(state["history"])
+    run.run_id = state.get("run_id", run.run_id)
+    run.monitor.load_state_dict(state)
     if distributed.is_main():
-        print(f"Resumed from {files.last}: {progress.epoch} epochs and {progress.iteration} iterations done, "
-              f"best {exp.metric_name} {progress.best:.4f}", flush=True)
+        print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
+              f"best {exp.metric_name} {run.best:.4f}", flush=True)
     checkpoint.apply_changed_hyperparameters(state["args"], args, [
-        (players.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
-        (players.optimizer_G, {"lr_G": "lr"})], schedulers, announce=distributed.is_main())
+        (run.players.optimizer_S, {"lr_S": "lr", "momentum": "momentum", "weight_decay": "weight_decay"}),
+        (run.players.optimizer_G, {"lr_G": "lr"})], run.schedulers, announce=distributed.is_main())
 
 
 def warm_start(exp, stu_ckpt):
@@ -335,15 +342,15 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def log_run(args, exp, files, method, monitor, progress, teacher_score, seconds, device):
+def log_run(args, exp, run, teacher_score, seconds, device):
     """One CSV row (the reference's per-epoch metric list) and one JSON record per run."""
-    lf = monitor.labelfree
-    records.log_run(*files.logs, progress.history, {
-        "metric": exp.metric_name, "teacher": teacher_score, "best": progress.best,
-        "last": progress.history[-1], "epochs": len(progress.history), "seconds": seconds,
-        "args": vars(args), "run_id": progress.run_id, "method": method.name,
-        "device": records.device_name(device), "labelfree": lf["test"], "labelfree_epoch": lf["epoch"],
-        "labelfree_agreement": lf["agreement"], "diagnostics": monitor.diagnostics, "history": progress.history})
-    print(f"Last {exp.metric_name}={progress.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
-          f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {files.labelfree})")
-    print(f"Best {exp.metric_name}={progress.best:.6f}")
+    lf = run.monitor.labelfree
+    records.log_run(*run.files.logs, run.history, {
+        "metric": exp.metric_name, "teacher": teacher_score, "best": run.best, "last": run.history[-1],
+        "epochs": len(run.history), "seconds": seconds, "args": vars(args), "run_id": run.run_id,
+        "method": run.method.name, "device": records.device_name(device), "labelfree": lf["test"],
+        "labelfree_epoch": lf["epoch"], "labelfree_agreement": lf["agreement"],
+        "diagnostics": run.monitor.diagnostics, "history": run.history})
+    print(f"Last {exp.metric_name}={run.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
+          f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {run.files.labelfree})")
+    print(f"Best {exp.metric_name}={run.best:.6f}")
