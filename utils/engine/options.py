@@ -37,11 +37,11 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
                         channels_last=channels_last)
     parser.add_argument("--epoch_itrs", type=cli.positive_int, default=epoch_itrs,
                         help="outer iterations (5 student steps + 1 generator step) per epoch")
-    per_method = "; with --method dafl, DAFL's official value for the data set where it published one"
+    per_method = "; a method may bring its own, see --method"
     parser.add_argument("--lr_S", type=cli.positive_float, default=None,
-                        help=f"student learning rate (default: {lr_S}{per_method}: MNIST 2e-3, CIFAR 0.1)")
+                        help=f"student learning rate (default: {lr_S}{per_method})")
     parser.add_argument("--lr_G", type=cli.positive_float, default=None,
-                        help=f"generator learning rate, Adam (default: {lr_G}{per_method}: MNIST 0.2, CIFAR 0.02)")
+                        help=f"generator learning rate, Adam (default: {lr_G}{per_method})")
     parser.add_argument("--model", default=model, choices=models, help="student network")
     parser.add_argument("--nz", type=cli.positive_int, default=nz, help="size of the generator's noise vector")
     parser.add_argument("--ckpt", default=None, help="teacher checkpoint (default: "
@@ -61,7 +61,7 @@ def add_method_args(parser, datasets):
           "log/DFAD-<dataset>-<method>.* and results/DFAD-<dataset>-<method>/")
     group.add_argument("--method", choices=list(METHODS), default="dfad", help="how the student is trained")
     group.add_argument("--optimizer_S", choices=["sgd", "adam"], default=None,
-                       help="the student's optimizer (default: sgd; adam with --method dafl on MNIST, as DAFL)")
+                       help="the student's optimizer (default: sgd; a method may bring its own)")
     for method in METHODS.values():
         method.add_args(group, datasets)
     return parser
