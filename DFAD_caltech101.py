@@ -6,9 +6,8 @@
 import torchvision
 
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
+from dataloader import experiment_data
 from utils.engine import dfad, options
-from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = 101
@@ -35,12 +34,7 @@ def main(argv=None):
         teacher, args.ckpt, "teacher checkpoint", context="--dataset caltech101",
         hint="Train it first: python train_teacher.py --dataset caltech101 --batch_size 128 "
              "--num_classes 101 --step_size 50 --epochs 150 --model resnet34 --scheduler")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher, student=student, generator=generator,
-        test_loader=get_test_loader(args), transfer_set=lambda: get_transfer_set(args),
-        evaluate=evaluate_classifier, metric_name="Acc", make_schedulers=dfad.step_lr(args.step_size),
-        mean=mean, std=std)
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
     return dfad.run(args, experiment, device)
 
 

@@ -3,9 +3,8 @@
     python DFAD_cifar.py --dataset cifar10 --ckpt checkpoint/teacher/cifar10-resnet34_8x.pt --scheduler
 """
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
+from dataloader import experiment_data
 from utils.engine import dfad, options
-from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -33,12 +32,7 @@ def main(argv=None):
         teacher, args.ckpt, "teacher checkpoint", context=f"--dataset {args.dataset}",
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model resnet34_8x "
              f"--batch_size 128 --step_size 80 --epochs 200 --scheduler")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher, student=student, generator=generator,
-        test_loader=get_test_loader(args), transfer_set=lambda: get_transfer_set(args),
-        evaluate=evaluate_classifier, metric_name="Acc", make_schedulers=dfad.multistep_lr([100, 200]),
-        mean=mean, std=std)
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args), milestones=[100, 200])
     return dfad.run(args, experiment, device)
 
 

@@ -6,9 +6,8 @@ The real test set is used only to evaluate the student after every epoch (and, w
 --method kd, the real training images are distilled on, their labels never read).
 """
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
+from dataloader import experiment_data
 from utils.engine import dfad, options
-from utils.metrics.classification import evaluate_classifier
 from utils.runtime import checkpoint, cli
 
 
@@ -30,12 +29,7 @@ def main(argv=None):
     teacher, student, generator = networks(args)
     checkpoint.load_weights(teacher, args.ckpt, "teacher checkpoint",
                             hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, teacher=teacher, student=student, generator=generator,
-        test_loader=get_test_loader(args), transfer_set=lambda: get_transfer_set(args),
-        evaluate=evaluate_classifier, metric_name="Acc", make_schedulers=dfad.step_lr(args.step_size),
-        mean=mean, std=std)
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
     return dfad.run(args, experiment, device)
 
 

@@ -4,7 +4,7 @@ student on 128 px generated images, scored by mIoU. The two scripts differ only 
 data set (a :class:`DataSet` each)."""
 from dataclasses import dataclass
 
-from dataloader import get_test_loader, get_transfer_set, normalization
+from dataloader import experiment_data
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from utils.engine import dfad, options
@@ -53,14 +53,11 @@ def main(args, data):
         teacher, args.ckpt, "teacher checkpoint", context=f"--dataset {data.name}",
         hint=f"Train it first: python train_teacher_seg.py --model deeplabv3_resnet50 --dataset {data.name} "
              f"--data_root {data.data_root} --scheduler --lr {data.teacher_lr} --num_classes {data.num_classes}")
-    mean, std = normalization(data.name)
-    test_loader = get_test_loader(args)
     experiment = dfad.Experiment(
-        dataset=data.name, student_name=args.model, teacher=teacher, student=student, generator=generator,
-        test_loader=test_loader, transfer_set=lambda: get_transfer_set(args),
-        evaluate=segmentation_evaluator(data.num_classes), metric_name="mIoU",
-        adversarial_loss=adversarial_loss_log_l1, make_schedulers=dfad.step_lr(args.step_size), mean=mean,
-        std=std, extra_plots=[PredictionPlots(test_loader, mean, std, args.nz, num_fake=args.test_batch_size)])
+        data.name, args.model, teacher, student, generator, **experiment_data(args),
+        evaluate=segmentation_evaluator(data.num_classes), metric_name="mIoU", adversarial_loss=adversarial_loss_log_l1)
+    test_loader, mean, std = experiment.test_loader, experiment.mean, experiment.std
+    experiment.extra_plots.append(PredictionPlots(test_loader, mean, std, args.nz, num_fake=args.test_batch_size))
     if args.stu_ckpt and args.test_only:
         args.eval_ckpt = args.eval_ckpt or args.stu_ckpt  # the reference's meaning of --stu_ckpt there
     elif args.stu_ckpt and not args.resume:

@@ -27,7 +27,7 @@ def players():
 
 def experiment(teacher, student, generator):
     """What build_players reads of an Experiment."""
-    return SimpleNamespace(teacher=teacher, student=student, generator=generator, make_schedulers=None,
+    return SimpleNamespace(teacher=teacher, student=student, generator=generator, milestones=None,
                            adversarial_loss=game.adversarial_loss_l1)
 
 

@@ -25,6 +25,7 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
+from ..metrics.classification import evaluate_classifier
 from .game import Method, Players, adversarial_loss_l1, freeze
 from .methods import METHODS
 
@@ -49,10 +50,10 @@ class Experiment:
     student: nn.Module
     generator: nn.Module
     test_loader: object
-    evaluate: Callable              # (model, loader, device) -> {metric_name: value, ...}
-    metric_name: str                # key of evaluate()'s result that picks the best student
+    evaluate: Callable = evaluate_classifier  # (model, loader, device) -> {metric_name: value, ...}
+    metric_name: str = "Acc"        # key of evaluate()'s result that picks the best student
     adversarial_loss: Callable = adversarial_loss_l1
-    make_schedulers: Optional[Callable] = None   # (optimizer_S, optimizer_G) -> [schedulers]
+    milestones: Optional[list] = None  # --scheduler: x0.1 at these epochs (default: every --step_size)
     mean: tuple = (0.5,)            # normalisation of the real inputs, to display images
     std: tuple = (0.5,)
     extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, generator, device)
@@ -260,14 +261,14 @@ def check_outputs(files, method):
     records.check_logs(*files.logs)
 
 
-def step_lr(step_size, gamma=0.1):
-    """Scheduler factory: both players' learning rates x``gamma`` every ``step_size`` epochs."""
-    return lambda *optimizers: [torch.optim.lr_scheduler.StepLR(o, step_size, gamma) for o in optimizers]
-
-
-def multistep_lr(milestones, gamma=0.1):
-    """Scheduler factory: both players' learning rates x``gamma`` at each milestone epoch."""
-    return lambda *optimizers: [torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma) for o in optimizers]
+def schedulers_of(args, exp, optimizers, gamma=0.1):
+    """With --scheduler, both players' learning rates x``gamma`` at the experiment's
+    milestone epochs, or every ``--step_size`` epochs."""
+    if not args.scheduler:
+        return []
+    if exp.milestones:
+        return [torch.optim.lr_scheduler.MultiStepLR(o, exp.milestones, gamma) for o in optimizers]
+    return [torch.optim.lr_scheduler.StepLR(o, args.step_size, gamma) for o in optimizers]
 
 
 def build_players(args, exp, device):
@@ -295,7 +296,7 @@ def build_players(args, exp, device):
         optimizer_S = torch.optim.SGD(exp.student.parameters(), lr=args.lr_S,
                                       weight_decay=args.weight_decay, momentum=args.momentum)
     optimizer_G = torch.optim.Adam(exp.generator.parameters(), lr=args.lr_G)
-    schedulers = exp.make_schedulers(optimizer_S, optimizer_G) if args.scheduler and exp.make_schedulers else []
+    schedulers = schedulers_of(args, exp, (optimizer_S, optimizer_G))
     players = Players(teacher, distributed.wrap(student, device), distributed.wrap(generator, device),
                       optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss, Precision(args.amp, device))
     return players, schedulers

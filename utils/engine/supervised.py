@@ -11,7 +11,7 @@ import torch
 from ..reporting import records
 from ..reporting.progress import EpochProgress
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, distributed, preflight
+from ..runtime import checkpoint, cli, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
@@ -46,11 +46,14 @@ def last_checkpoint(save_path):
     return save_path[:-len(".pt")] + "-last.pt"
 
 
-def protect_resume_point(args, save_path):
-    """Call first in a teacher script: a new run must not silently replace the
-    ``-last.pt`` of an unfinished one (see :func:`checkpoint.protect_resume_point`)."""
+def save_path(args):
+    """Where a teacher script saves its best model (the reference's names); call it first:
+    a new run must not silently replace the ``-last.pt`` of an unfinished one there
+    (see :func:`checkpoint.protect_resume_point`)."""
+    path = cli.teacher_checkpoint(args.dataset, args.model)
     if distributed.is_main():
-        checkpoint.protect_resume_point(last_checkpoint(save_path), args)
+        checkpoint.protect_resume_point(last_checkpoint(path), args)
+    return path
 
 
 def resumable_parts(model, optimizer, scheduler, precision):
