@@ -87,8 +87,13 @@ class RunFiles:
         return f"log/{self.name}.csv", f"log/{self.name}.json"
 
     @property
+    def results(self):
+        """results/<name>/: sample grids, and --save_img's predictions."""
+        return os.path.join("results", self.name)
+
+    @property
     def samples(self):
-        return os.path.join("results", self.name, "samples")
+        return os.path.join(self.results, "samples")
 
 
 @dataclass
