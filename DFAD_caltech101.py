@@ -6,38 +6,35 @@
 import torchvision
 
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
-from utils.engine import dfad
-from utils.metrics.classification import evaluate_classifier
+from dataloader import experiment_data
+from utils.engine import dfad, options
 from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = 101
 
 
 def get_args_parser():
-    return cli.dfad_parser(
+    return options.dfad_parser(
         "DFAD Caltech101", dataset="caltech101", datasets=["caltech101"], model="resnet18",
         models=["resnet18"], teacher_model="resnet34", batch_size=64, test_batch_size=32,
-        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100,
-        channels_last=True)
+        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100, channels_last=True)
+
+
+def networks(args):
+    """Teacher (untrained here: main loads --ckpt into it), student and generator."""
+    return (torchvision.models.resnet34(num_classes=NUM_CLASSES), torchvision.models.resnet18(num_classes=NUM_CLASSES),
+            network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128))
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     device = cli.setup(args)
-    teacher = checkpoint.load_weights(
-        torchvision.models.resnet34(num_classes=NUM_CLASSES), args.ckpt, "teacher checkpoint",
+    teacher, student, generator = networks(args)
+    checkpoint.load_weights(
+        teacher, args.ckpt, "teacher checkpoint", context="--dataset caltech101",
         hint="Train it first: python train_teacher.py --dataset caltech101 --batch_size 128 "
-             "--num_classes 101 --step_size 50 --epochs 150 --model resnet34 --scheduler",
-        context="--dataset caltech101")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
-        student=torchvision.models.resnet18(num_classes=NUM_CLASSES),
-        generator=network.gan.GeneratorB(nz=args.nz, nc=3, img_size=128),
-        test_loader=get_test_loader(args),
-        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
-        make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
+             "--num_classes 101 --step_size 50 --epochs 150 --model resnet34 --scheduler")
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
     return dfad.run(args, experiment, device)
 
 

@@ -3,38 +3,36 @@
     python DFAD_cifar.py --dataset cifar10 --ckpt checkpoint/teacher/cifar10-resnet34_8x.pt --scheduler
 """
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
-from utils.engine import dfad
-from utils.metrics.classification import evaluate_classifier
+from dataloader import experiment_data
+from utils.engine import dfad, options
 from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 def get_args_parser():
-    return cli.dfad_parser(
+    return options.dfad_parser(
         "DFAD CIFAR", dataset="cifar10", datasets=sorted(NUM_CLASSES), model="resnet18_8x",
         models=["resnet18_8x"], teacher_model="resnet34_8x", batch_size=256, test_batch_size=128,
         epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100, channels_last=True)
 
 
+def networks(args):
+    """Teacher (untrained here: main loads --ckpt into it), student and generator."""
+    classes = NUM_CLASSES[args.dataset]
+    return (network.resnet_8x.ResNet34_8x(num_classes=classes), network.resnet_8x.ResNet18_8x(num_classes=classes),
+            network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32))
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     device = cli.setup(args)
-    num_classes = NUM_CLASSES[args.dataset]
-    teacher = checkpoint.load_weights(
-        network.resnet_8x.ResNet34_8x(num_classes=num_classes), args.ckpt, "teacher checkpoint",
+    teacher, student, generator = networks(args)
+    checkpoint.load_weights(
+        teacher, args.ckpt, "teacher checkpoint", context=f"--dataset {args.dataset}",
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model resnet34_8x "
-             f"--batch_size 128 --step_size 80 --epochs 200 --scheduler",
-        context=f"--dataset {args.dataset}")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
-        student=network.resnet_8x.ResNet18_8x(num_classes=num_classes),
-        generator=network.gan.GeneratorA(nz=args.nz, nc=3, img_size=32),
-        test_loader=get_test_loader(args),
-        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
-        make_schedulers=dfad.multistep_lr([100, 200]), mean=mean, std=std)
+             f"--batch_size 128 --step_size 80 --epochs 200 --scheduler")
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args), milestones=[100, 200])
     return dfad.run(args, experiment, device)
 
 

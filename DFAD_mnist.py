@@ -6,32 +6,30 @@ The real test set is used only to evaluate the student after every epoch (and, w
 --method kd, the real training images are distilled on, their labels never read).
 """
 import network
-from dataloader import get_test_loader, get_transfer_set, normalization
-from utils.engine import dfad
-from utils.metrics.classification import evaluate_classifier
+from dataloader import experiment_data
+from utils.engine import dfad, options
 from utils.runtime import checkpoint, cli
 
 
 def get_args_parser():
-    return cli.dfad_parser(
+    return options.dfad_parser(
         "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"], model="lenet5_half",
         models=["lenet5_half"], teacher_model="lenet5", batch_size=512, test_batch_size=256,
         epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100, channels_last=True)
 
 
+def networks(args):
+    """Teacher (untrained here: main loads --ckpt into it), student and generator."""
+    return network.lenet.LeNet5(), network.lenet.LeNet5Half(), network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32)
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     device = cli.setup(args)
-    teacher = checkpoint.load_weights(
-        network.lenet.LeNet5(), args.ckpt, "teacher checkpoint",
-        hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
-    mean, std = normalization(args.dataset)
-    experiment = dfad.Experiment(
-        dataset=args.dataset, student_name=args.model, method=args.method, teacher=teacher,
-        student=network.lenet.LeNet5Half(), generator=network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32),
-        test_loader=get_test_loader(args),
-        transfer_set=lambda: get_transfer_set(args), evaluate=evaluate_classifier, metric_name="Acc",
-        make_schedulers=dfad.step_lr(args.step_size), mean=mean, std=std)
+    teacher, student, generator = networks(args)
+    checkpoint.load_weights(teacher, args.ckpt, "teacher checkpoint",
+                            hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
     return dfad.run(args, experiment, device)
 
 

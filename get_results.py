@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from utils.engine import methods
 from utils.reporting import table as paper_table
 from utils.runtime import cli
 from utils.reporting.records import read_csv_rows, read_run_records
@@ -86,7 +87,7 @@ def main(argv=None):
         pairs = paper_table.records_in(args.log_dir)
         if not pairs:
             raise UserError(f"no DFAD run records in {args.log_dir}/ yet; run a DFAD script first.")
-        print("\n".join(paper_table.markdown(paper_table.group(pairs))))
+        print("\n".join(paper_table.markdown(paper_table.group(pairs, methods.row_label), methods.ROW_ORDER)))
         return None
     if args.log is None:
         paths = sorted(glob.glob(os.path.join(args.log_dir, "DFAD-*.csv")))

@@ -64,8 +64,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     device = cli.setup(args)
-    save_path = cli.teacher_checkpoint(args.dataset, args.model)
-    supervised.protect_resume_point(args, save_path)
+    save_path = supervised.save_path(args)
     test_loader = get_test_loader(args)
     model = get_model(args)
     if args.ckpt or args.test_only:

@@ -13,6 +13,7 @@ weight gradients computed, PyTorch's nearest-upsampling kernel), for comparison.
 """
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import resource
@@ -22,38 +23,31 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import network  # noqa: E402
 from utils.engine import game  # noqa: E402
+from utils.engine.methods import DFAD  # noqa: E402
 from utils.runtime.precision import Precision  # noqa: E402
 
 
-def mnist():
-    return network.lenet.LeNet5(), network.lenet.LeNet5Half(), network.gan.GeneratorA(nz=100, nc=1), 100
+# Each experiment as its script declares it (its networks() and its default --nz); the
+# segmentation generator plays -log(L1 + 1).
+CONFIGS = {"mnist": "DFAD_mnist", "cifar": "DFAD_cifar", "caltech": "DFAD_caltech101",
+           "camvid": "DFAD_camvid_deeplab"}
+SEGMENTATION = {"camvid"}
 
 
-def cifar():
-    return (network.resnet_8x.ResNet34_8x(10), network.resnet_8x.ResNet18_8x(10),
-            network.gan.GeneratorA(nz=256, nc=3), 256)
+def declared(config):
+    """(teacher, student, generator, nz, generator loss) of the experiment, untrained."""
+    script = importlib.import_module(CONFIGS[config])
+    args = script.get_args_parser().parse_args([])
+    loss = game.adversarial_loss_log_l1 if config in SEGMENTATION else game.adversarial_loss_l1
+    return (*script.networks(args), args.nz, loss)
 
 
-def caltech():
-    return (torchvision.models.resnet34(num_classes=101), torchvision.models.resnet18(num_classes=101),
-            network.gan.GeneratorB(nz=256, nc=3, img_size=128), 256)
-
-
-def camvid():
-    seg = network.segmentation
-    return (seg.deeplabv3_resnet50(11, dropout_p=0.5, pretrained_backbone=False),
-            seg.deeplabv3_mobilenet(11, dropout_p=0.5, pretrained_backbone=False),
-            network.gan.GeneratorB(nz=256, nc=3, img_size=128), 256)
-
-
-CONFIGS = {"mnist": mnist, "cifar": cifar, "caltech": caltech, "camvid": camvid}
 OPTIONS = {  # name -> (channels_last, compile, amp)
     "reference": (False, False, None),
     "plain": (False, False, None),
@@ -94,7 +88,7 @@ def reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, n
 
 
 def make_iteration(config, option, batch_size, device):
-    teacher, student, generator, nz = CONFIGS[config]()
+    teacher, student, generator, nz, loss = declared(config)
     channels_last, compile_, amp = OPTIONS[option]
     fmt = torch.channels_last if channels_last else torch.preserve_format
     for m in (teacher, student, generator):
@@ -103,15 +97,14 @@ def make_iteration(config, option, batch_size, device):
     generator.train()
     opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
-    loss = game.adversarial_loss_log_l1 if config == "camvid" else game.adversarial_loss_l1
     if option == "reference":
         teacher.eval()
         return lambda: reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss)
     game.freeze(teacher)
     if compile_:
         teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
-    players = game.Players(teacher, student, generator, opt_S, opt_G, loss, Precision(amp, device))
-    return lambda: game.play_round(players, batch_size, nz, device)
+    players = game.Players(teacher, student, generator, opt_S, opt_G, nz, device, loss, Precision(amp, device))
+    return lambda: DFAD().play_round(players, batch_size)
 
 
 def measure(iteration, repeats, device, warmup=2):

@@ -40,6 +40,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from utils.engine import methods  # noqa: E402
+from utils.engine.methods import kd  # noqa: E402
 from utils.reporting import records, table  # noqa: E402
 from utils.runtime import atomic, cli  # noqa: E402
 from utils.runtime.errors import UserError  # noqa: E402
@@ -48,7 +50,6 @@ SCRIPTS = {"mnist": "DFAD_mnist.py", "digits": "DFAD_mnist.py", "cifar10": "DFAD
            "cifar100": "DFAD_cifar.py", "caltech101": "DFAD_caltech101.py",
            "camvid": "DFAD_camvid_deeplab.py", "nyuv2": "DFAD_nyu_deeplab.py"}
 GRID_ARGS = ("seed", "epochs", "epoch_itrs", "batch_size", "method", "transfer_set")
-METHODS = ("dfad", "random", "dafl", "kd")
 RESULTS = [os.path.join("results", name) for name in ("paper_table.md", "curves.csv", "curves.png")]
 LOG_LINES = 10  # of a failed cell's output.log, printed
 
@@ -74,7 +75,7 @@ def script_datasets(dataset):
 
 def check_method(method):
     name, colon, transfer = method.partition(":")
-    if name not in METHODS or (colon and (name != "kd" or not transfer)):
+    if name not in methods.METHODS or (colon and (name != "kd" or not transfer)):
         raise UserError(f"unknown method {method}: use dfad, random, dafl, kd, or kd:<x> with x a data "
                         f"set of the script or a folder of images.")
 
@@ -96,7 +97,7 @@ def transfer_of(method, dataset):
 
 def cell_args(args, dataset, method, seed):
     name, transfer = method.partition(":")[0], transfer_of(method, dataset)
-    label = name if transfer is None else f"{name}-{table.transfer_tag(transfer)}"
+    label = name if transfer is None else f"{name}-{kd.transfer_tag(transfer)}"
     return {"dataset": dataset, "method": name, "transfer_set": transfer, "seed": seed,
             "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size,
             "folder": os.path.join(args.work_dir, f"{dataset}-{label}-e{args.epochs}x"
@@ -108,7 +109,7 @@ def cell_name(cell):
 
 
 def log_json(cell):
-    name = f"DFAD-{cell['dataset']}" + ("" if cell["method"] == "dfad" else f"-{cell['method']}")
+    name = f"DFAD-{cell['dataset']}{methods.METHODS[cell['method']].suffix()}"
     return os.path.join(cell["folder"], "log", name + ".json")
 
 
@@ -382,8 +383,8 @@ def main(argv=None):
 
     cells = run_cells(todo, args)
     pairs = [(log_json(c), r) for c in grid for r in done(c)[-1:]]
-    by_method = table.group(pairs)
-    text = "\n".join(table.markdown(by_method)) + "\n" + summary_note(args, grid, pairs, cells)
+    by_method = table.group(pairs, methods.row_label)
+    text = "\n".join(table.markdown(by_method, methods.ROW_ORDER)) + "\n" + summary_note(args, grid, pairs, cells)
     print(text)
     reason = keep_reason(cells, len(pairs))
     if reason:

@@ -77,3 +77,10 @@ def get_test_loader(args):
     # and every evaluation would shift the noise the game draws next.
     return Loader(test_set, batch_size=args.test_batch_size, shuffle=False,
                   generator=torch.Generator().manual_seed(args.seed), **_loader_options(args))
+
+
+def experiment_data(args):
+    """What a DFAD experiment reads of its data set: the test loader, the transfer set of
+    --method kd (loaded only if it is used) and the normalisation, to show images."""
+    mean, std = normalization(args.dataset)
+    return dict(test_loader=get_test_loader(args), transfer_set=lambda: get_transfer_set(args), mean=mean, std=std)

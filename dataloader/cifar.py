@@ -33,7 +33,7 @@ def _build(cls, name, data_root, download, train):
     try:
         dataset = cls(data_root, train=train, download=download,
                       transform=train_transform() if train else test_transform())
-    except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
+    except (RuntimeError, OSError) as e:  # missing or failing the MD5 check (RuntimeError), no network (URLError)
         folder = os.path.join(data_root, cls.base_folder)
         files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
         raise UserError(
@@ -42,7 +42,7 @@ def _build(cls, name, data_root, download, train):
             f"{str(e).splitlines()[0] if str(e) else ''}). Download {cls.filename} from "
             f"https://www.cs.toronto.edu/~kriz/cifar.html and put it in {data_root} (it is "
             f"checked and extracted on the next run), or extract it there yourself so that "
-            f"{folder} holds {', '.join(files)}.") from None
+            f"{folder} holds {', '.join(files)}.") from e
     num_classes = 100 if cls is datasets.CIFAR100 else 10
     check_labels(dataset.targets, num_classes, os.path.join(data_root, cls.base_folder),
                  fix=f"Extract {cls.filename} again.")

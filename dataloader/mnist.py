@@ -29,19 +29,32 @@ def mnist(data_root, download=True, train=True):
     Downloads when the files are missing and the network allows; archives already in
     ``MNIST/raw`` are checked against their MD5s and extracted without a download.
     """
+    raw = os.path.join(data_root, "MNIST", "raw")
+    extracted = all(os.path.isfile(os.path.join(raw, name.removesuffix(".gz"))) for name in MNIST_FILES)
     try:
         dataset = datasets.MNIST(data_root, train=train, download=download, transform=mnist_transform())
-    except Exception as e:  # torchvision raises RuntimeError, URLError, HTTPError, ...
-        raw = os.path.join(data_root, "MNIST", "raw")
+    except (RuntimeError, OSError, AssertionError, ValueError, EOFError) as e:
+        if extracted:  # torchvision read the files it had extracted, and they are damaged
+            raise UserError(
+                f"MNIST's files in {raw} are damaged ({type(e).__name__}: {first_line(e)}). Delete the "
+                f"extracted files there (those without .gz), so that the archives are checked and "
+                f"extracted again, or put the four original files there ({', '.join(MNIST_FILES)}).") from e
+        if not isinstance(e, (RuntimeError, OSError)):
+            raise
         raise UserError(
             f"MNIST was not found in {raw} and could not be downloaded ({download_failure(e)}). "
             f"Put the four original files there ({', '.join(MNIST_FILES)}), or "
-            f"use --dataset digits, which needs no download.") from None
+            f"use --dataset digits, which needs no download.") from e
     name = "train-labels-idx1-ubyte" if train else "t10k-labels-idx1-ubyte"
     check_labels(dataset.targets, 10, os.path.join(dataset.raw_folder, name),
                  fix=f"Put the original {name}.gz into {dataset.raw_folder} and delete {name}, "
                      f"so it is extracted again.")
     return dataset
+
+
+def first_line(error):
+    lines = str(error).splitlines()
+    return lines[0] if lines else ""
 
 
 def download_failure(error):

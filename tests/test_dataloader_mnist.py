@@ -49,6 +49,26 @@ def test_missing_mnist_names_the_folder_and_files(tmp_path, no_download):
     assert "--dataset digits" in message
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_damaged_mnist_files_are_named_as_damaged_not_missing(tmp_path, no_download, damage):
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    data = images.read_bytes()
+    images.write_bytes({"truncated": data[:1000], "garbage": b"garbage" * 10, "empty": b""}[damage])
+    with pytest.raises(UserError) as error:
+        mnist_module.mnist(str(tmp_path), download=True, train=False)
+    assert "are damaged" in str(error.value) and "not found" not in str(error.value)
+    assert error.value.__cause__ is not None  # the cause is kept for whoever debugs it
+
+
+def test_a_bug_in_loading_mnist_is_not_called_a_missing_data_set(tmp_path, monkeypatch):
+    def bug(*args, **kwargs):
+        raise TypeError("a bug, not a user's file")
+    monkeypatch.setattr(torchvision.datasets, "MNIST", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        mnist_module.mnist(str(tmp_path), download=True)
+
+
 def test_digits_split_is_fixed_stratified_and_disjoint():
     train, test = (dataloader.get_dataset("digits", train=split) for split in (True, False))
     assert (len(train), len(test)) == (1437, 360)

@@ -7,10 +7,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import DFAD_mnist
 import network
 from utils.engine import dfad, game
+from utils.engine.methods import DFAD
+from utils.engine.methods.dfad import generator_step, student_step
 from utils.metrics.classification import evaluate_classifier
-from utils.runtime.precision import Precision
-
-FP32 = Precision()
 
 
 def game_args(*flags):
@@ -21,12 +20,13 @@ def game_args(*flags):
 
 
 def players(seed=0):
+    """The MNIST players and their optimizers (the script's learning rates, no weight decay)."""
     torch.manual_seed(seed)
     teacher = game.freeze(network.lenet.LeNet5())
     student = network.lenet.LeNet5Half().train()
     generator = network.gan.GeneratorA(nz=100, nc=1, img_size=32).train()
-    optimizer_S, optimizer_G = dfad.build_optimizers(game_args("--weight_decay", "0"), student, generator)
-    return teacher, student, generator, optimizer_S, optimizer_G
+    return game.Players(teacher, student, generator, torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9),
+                        torch.optim.Adam(generator.parameters(), lr=1e-3), nz=100, device=torch.device("cpu"))
 
 
 def discrepancy_on(teacher, student, generator, z):
@@ -44,45 +44,45 @@ def state(model):
 
 
 def test_student_steps_lower_the_discrepancy_on_a_fixed_batch():
-    teacher, student, generator, optimizer_S, _ = players()
-    z = torch.randn(64, 100, 1, 1)
-    losses = [game.student_step(teacher, student, generator, optimizer_S, z, FP32).item() for _ in range(10)]
+    p = players()
+    images = p.generate(torch.randn(64, 100, 1, 1))
+    losses = [student_step(p, images).item() for _ in range(10)]
     assert losses[-1] < 0.7 * losses[0]
 
 
 def test_generator_step_raises_the_discrepancy_on_its_samples():
-    teacher, student, generator, _, optimizer_G = players()
-    generator.eval()  # compare before/after with the same (running) statistics
+    p = players()
+    p.generator.eval()  # compare before/after with the same (running) statistics
     z = torch.randn(64, 100, 1, 1)
-    before = discrepancy_on(teacher, student, generator, z)
-    generator.train()
+    before = discrepancy_on(p.teacher, p.student, p.generator, z)
+    p.generator.train()
     for _ in range(3):
-        game.generator_step(teacher, student, generator, optimizer_G, z, game.adversarial_loss_l1, FP32)
-    generator.eval()
-    assert discrepancy_on(teacher, student, generator, z) > before
+        generator_step(p, z)
+    p.generator.eval()
+    assert discrepancy_on(p.teacher, p.student, p.generator, z) > before
 
 
 def test_each_optimizer_only_moves_its_own_player():
-    teacher, student, generator, optimizer_S, optimizer_G = players()
+    p = players()
     z = torch.randn(16, 100, 1, 1)
-    g_before = params(generator)
-    game.student_step(teacher, student, generator, optimizer_S, z, FP32)
-    assert all(torch.equal(a, b) for a, b in zip(g_before, params(generator)))
+    g_before = params(p.generator)
+    student_step(p, p.generate(z))
+    assert all(torch.equal(a, b) for a, b in zip(g_before, params(p.generator)))
 
-    s_before = params(student)
-    optimizer_S.zero_grad(set_to_none=True)
-    game.generator_step(teacher, student, generator, optimizer_G, z, game.adversarial_loss_l1, FP32)
-    assert all(torch.equal(a, b) for a, b in zip(s_before, params(student)))
-    assert all(p.requires_grad for p in student.parameters())  # unfrozen again afterwards
-    assert all(p.grad is None for p in student.parameters())   # no wasted weight gradients
+    s_before = params(p.student)
+    p.optimizer_S.zero_grad(set_to_none=True)
+    generator_step(p, z)
+    assert all(torch.equal(a, b) for a, b in zip(s_before, params(p.student)))
+    assert all(w.requires_grad for w in p.student.parameters())  # unfrozen again afterwards
+    assert all(w.grad is None for w in p.student.parameters())   # no wasted weight gradients
 
 
 def test_a_round_is_five_student_steps_then_one_generator_step():
-    teacher, student, generator, optimizer_S, optimizer_G = players()
+    p = players()
     steps = []
-    optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
-    optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
-    game.play_round(game.Players(teacher, student, generator, optimizer_S, optimizer_G), 4, 100, torch.device("cpu"))
+    p.optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
+    p.optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
+    DFAD().play_round(p, 4)
     assert steps == ["student"] * 5 + ["generator"]
 
 
@@ -92,21 +92,24 @@ def test_segmentation_loss_is_negative_log_of_l1_plus_one():
     assert game.adversarial_loss_l1(s, t).item() == pytest.approx(-2.0)
 
 
-def tiny_experiment(tmp_path, teacher, student, generator, method="dfad"):
+def tiny_experiment(teacher, student, generator):
     images = torch.randn(20, 1, 32, 32)
     loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (20,))), batch_size=8)
     return dfad.Experiment(
         dataset="unit", student_name="tiny", teacher=teacher, student=student, generator=generator,
-        test_loader=loader, method=method,
-        evaluate=evaluate_classifier, metric_name="Acc",
-        student_ckpt=str(tmp_path / "s.pt"), generator_ckpt=str(tmp_path / "g.pt"))
+        test_loader=loader, evaluate=evaluate_classifier, metric_name="Acc")
+
+
+def networks(seed=0):
+    p = players(seed)
+    return p.teacher, p.student, p.generator
 
 
 def test_teacher_is_bit_identical_after_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    teacher, student, generator, _, _ = players()
+    teacher, student, generator = networks()
     teacher_before = state(teacher)
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    exp = tiny_experiment(teacher, student, generator)
     dfad.run(game_args(), exp, torch.device("cpu"))
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), k
@@ -116,12 +119,12 @@ def test_teacher_is_bit_identical_after_training(tmp_path, monkeypatch):
 def test_run_saves_best_players_and_one_csv_row_per_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        exp = tiny_experiment(tmp_path, *players()[:3])
+        exp = tiny_experiment(*networks())
         best = dfad.run(game_args(), exp, torch.device("cpu"))
     rows = (tmp_path / "log" / "DFAD-unit.csv").read_text().splitlines()
     assert len(rows) == 2 and all(len(r.split(",")) == 2 for r in rows)
     assert max(float(v) for v in rows[-1].split(",")) == pytest.approx(best)
-    saved = torch.load(tmp_path / "s.pt", weights_only=True)
+    saved = torch.load(tmp_path / "checkpoint" / "student" / "unit-tiny.pt", weights_only=True)
     assert list(saved) == list(network.lenet.LeNet5Half().state_dict())
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"Best Acc={best:.6f}"
 
@@ -130,10 +133,9 @@ def test_same_seed_gives_the_same_game(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     results = []
     for _ in range(2):
-        teacher, student, generator, _, _ = players(seed=3)
+        teacher, student, generator = networks(seed=3)
         torch.manual_seed(7)
-        dfad.run(game_args("--epochs", "1"), tiny_experiment(tmp_path, teacher, student, generator),
-                 torch.device("cpu"))
+        dfad.run(game_args("--epochs", "1"), tiny_experiment(teacher, student, generator), torch.device("cpu"))
         results.append(state(student))
     for k in results[0]:
         assert torch.equal(results[0][k], results[1][k]), k

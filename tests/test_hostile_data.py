@@ -21,7 +21,7 @@ from PIL import Image
 
 import network
 from conftest import ROOT
-from utils.engine import methods
+from utils.engine.methods import kd as methods
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 HANG = 120  # seconds: these runs end in seconds; only a hang takes this long

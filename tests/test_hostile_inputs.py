@@ -306,8 +306,8 @@ def test_checkpoints_and_logs_follow_the_umask(tmp_path, mask):
     previous = os.umask(mask)
     try:
         checkpoint.save_state_dict(network.lenet.LeNet5Half(), tmp_path / "s.pt")
-        records.append_csv_row(str(tmp_path / "log.csv"), [0.5])
+        records.log_run(str(tmp_path / "log.csv"), str(tmp_path / "log.json"), [0.5], {"run_id": "umask"})
     finally:
         os.umask(previous)
-    for name in ("s.pt", "log.csv"):
+    for name in ("s.pt", "log.csv", "log.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask

@@ -2,6 +2,7 @@
 diagnostics and the label-free choice of a student."""
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ from torch.utils.data import Dataset
 import DFAD_mnist
 import network
 import train_teacher
-from test_dfad_engine import game_args, players, state, tiny_experiment
-from utils.engine import dfad, methods
+from test_dfad_engine import game_args, networks, players, state, tiny_experiment
+from utils.engine import dfad, diagnostics, game, methods
+from utils.engine.methods.dafl import dafl_losses
 from utils.runtime.errors import UserError
 
 CPU = torch.device("cpu")
@@ -21,7 +23,7 @@ CPU = torch.device("cpu")
 def test_dafl_losses_against_a_hand_computed_batch():
     t_logit = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
     feature = torch.tensor([[1.0, -2.0], [0.5, 0.5]])
-    one_hot, activation, info_entropy = methods.dafl_losses(t_logit, feature)
+    one_hot, activation, info_entropy = dafl_losses(t_logit, feature)
     # one-hot: cross-entropy against each row's own argmax (0, 1, 0)
     ce = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1)), math.log(1 + math.exp(-2))]
     assert one_hot.item() == pytest.approx(sum(ce) / 3)
@@ -33,17 +35,17 @@ def test_dafl_losses_against_a_hand_computed_batch():
 
 def test_kl_loss_is_zero_for_equal_logits_and_scaled_by_t_squared():
     s, t = torch.randn(4, 10), torch.randn(4, 10)
-    assert methods.kl_divergence(t, t, 4.0).item() == pytest.approx(0, abs=1e-6)
+    assert game.kl_divergence(t, t, 4.0).item() == pytest.approx(0, abs=1e-6)
     expected = F.kl_div(F.log_softmax(s / 2, 1), F.softmax(t / 2, 1), reduction="batchmean") * 4
-    assert methods.kl_divergence(s, t, 2.0).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert game.kl_divergence(s, t, 2.0).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_collapse_rule():
-    spread = methods.class_histogram_stats(torch.eye(10).repeat(7, 1))       # 70 images, all classes
+    spread = diagnostics.class_histogram_stats(torch.eye(10).repeat(7, 1))       # 70 images, all classes
     assert spread["fraction"] == 1 and spread["entropy"] == pytest.approx(1) and not spread["collapsed"]
-    one = methods.class_histogram_stats(torch.eye(10)[[3] * 64])             # one class
+    one = diagnostics.class_histogram_stats(torch.eye(10)[[3] * 64])             # one class
     assert one["classes"] == 1 and one["entropy"] == 0 and one["collapsed"]
-    four = methods.class_histogram_stats(torch.eye(10)[[0, 1, 2, 3] * 16])   # 4 of ~10 expected
+    four = diagnostics.class_histogram_stats(torch.eye(10)[[0, 1, 2, 3] * 16])   # 4 of ~10 expected
     assert four["fraction"] == 0.4 and four["collapsed"]
 
 
@@ -53,9 +55,9 @@ def records(tmp_path, name):
 
 def test_random_leaves_the_generator_bit_identical(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    teacher, student, generator, _, _ = players()
+    teacher, student, generator = networks()
     student_before, generator_before = state(student), state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator, method="random")
+    exp = tiny_experiment(teacher, student, generator)
     dfad.run(game_args("--method", "random"), exp, CPU)
     for k, v in generator.state_dict().items():
         assert torch.equal(v, generator_before[k]), k                # weights and BN buffers alike
@@ -86,9 +88,9 @@ class TransferSet(Dataset):
 
 def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    teacher, student, generator, _, _ = players()
+    teacher, student, generator = networks()
     generator_before = state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator, method="kd")
+    exp = tiny_experiment(teacher, student, generator)
     exp.transfer_set = TransferSet()
     dfad.run(game_args("--method", "kd", "--kd_loss", "kl", "--num_workers", "0"), exp, CPU)  # reads counted here
     # the fixed probe (up to 1024 images, all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
@@ -99,26 +101,25 @@ def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
 
 def test_kd_scores_students_on_one_fixed_probe_with_loader_workers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    teacher, student, generator, _, _ = players()
-    exp = tiny_experiment(tmp_path, teacher, student, generator, method="kd")
+    exp = tiny_experiment(*networks())
     exp.transfer_set = TransferSet()
     pools = []
-    agreement = methods.agreement
-    monkeypatch.setattr(methods, "agreement", lambda s, t, images: (pools.append(images), agreement(s, t, images))[1])
+    agreement = diagnostics.agreement
+    monkeypatch.setattr(diagnostics, "agreement", lambda s, t, images: (pools.append(images), agreement(s, t, images))[1])
     dfad.run(game_args("--method", "kd", "--epochs", "3", "--num_workers", "2"), exp, CPU)
     assert [len(p) for p in pools] == [24, 24, 24] and all(torch.equal(p, pools[0]) for p in pools)
 
 
 def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    teacher, student, generator, _, _ = players()
+    teacher, student, generator = networks()
     generator_before = state(generator)
-    exp = tiny_experiment(tmp_path, teacher, student, generator, method="dafl")
+    exp = tiny_experiment(teacher, student, generator)
     args = game_args("--method", "dafl")
     assert (args.lr_G, args.lr_S, args.optimizer_S) == (0.2, 0.05, "adam")  # --lr_S given, the rest DAFL's
     dfad.run(args, exp, CPU)
     assert any(not torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
-    assert (tmp_path / "s-labelfree.pt").is_file()
+    assert (tmp_path / "checkpoint" / "student" / "unit-tiny-dafl-labelfree.pt").is_file()
 
 
 def test_dafl_refuses_a_teacher_without_features():
@@ -126,26 +127,26 @@ def test_dafl_refuses_a_teacher_without_features():
         def forward(self, x):
             return x
     with pytest.raises(UserError, match="out_feature"):
-        methods.DAFL(NoFeatures(), 1, 1, 1)
+        methods.DAFL(game_args("--method", "dafl"), SimpleNamespace(teacher=NoFeatures()), 4)
 
 
 def script_agreements(monkeypatch, values):
     scripted = iter(values)
-    monkeypatch.setattr(methods, "agreement", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(diagnostics, "agreement", lambda *a, **k: next(scripted))
 
 
 def test_label_free_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.9])
-    dfad.run(game_args("--epochs", "3"), tiny_experiment(tmp_path, *players()[:3]), CPU)
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     assert records(tmp_path, "DFAD-unit")[-1]["labelfree_epoch"] == 3
 
 
 def test_label_free_rule_keeps_the_student_of_highest_agreement(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.7])
-    teacher, student, generator, _, _ = players()
-    exp = tiny_experiment(tmp_path, teacher, student, generator)
+    teacher, student, generator = networks()
+    exp = tiny_experiment(teacher, student, generator)
     students = []
     evaluate = exp.evaluate
     exp.evaluate = lambda model, loader, device: (students.append(state(model)) if model is student else None,
@@ -155,7 +156,7 @@ def test_label_free_rule_keeps_the_student_of_highest_agreement(tmp_path, monkey
     assert record["labelfree_epoch"] == 2 and record["labelfree_agreement"] == 0.9
     history = [float(v) for v in (tmp_path / "log" / "DFAD-unit.csv").read_text().split(",")]
     assert record["labelfree"] == history[1] and record["best"] == max(history) and record["last"] == history[2]
-    saved = torch.load(tmp_path / "s-labelfree.pt", weights_only=True)
+    saved = torch.load(tmp_path / "checkpoint" / "student" / "unit-tiny-labelfree.pt", weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in students[1].items())
 
 
@@ -165,7 +166,7 @@ def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_d
     tiny = ["--dataset", "digits", "--epochs", "1", "--epoch_itrs", "2", "--batch_size", "8", "--no_visdom"]
     for method in methods.METHODS:
         best = DFAD_mnist.main(tiny + ["--method", method])
-        suffix = "" if method == "dfad" else f"-{method}"
+        suffix = methods.METHODS[method].suffix()
         labelfree = in_tmp_dir / "checkpoint" / "student" / f"digits-lenet5_half{suffix}-labelfree.pt"
         network.lenet.LeNet5Half().load_state_dict(torch.load(labelfree, weights_only=True))
         record = json.loads((in_tmp_dir / "log" / f"DFAD-digits{suffix}.json").read_text())[-1]
@@ -178,24 +179,21 @@ def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_d
 @pytest.mark.parametrize("method,expected", [("random", ["student"] * 5), ("kd", ["student"] * 5),
                                              ("dafl", ["student"] * 5 + ["generator"])])
 def test_a_baseline_round_has_the_dfad_shape(method, expected):
-    from utils.engine import game
-    teacher, student, generator, optimizer_S, optimizer_G = players()
+    p = players()
     steps = []
-    optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
-    optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
-    policy = {"random": lambda: methods.RandomGenerator(generator),
-              "kd": lambda: methods.KD(TransferSet(), 4, seed=0),
-              "dafl": lambda: methods.DAFL(teacher, 1.0, 1.0, 0.1)}[method]()
-    p = game.Players(teacher, student, generator, optimizer_S, optimizer_G, method=policy)
-    game.play_round(p, 4, 100, CPU)
+    p.optimizer_S.register_step_post_hook(lambda *_: steps.append("student"))
+    p.optimizer_G.register_step_post_hook(lambda *_: steps.append("generator"))
+    exp = SimpleNamespace(teacher=p.teacher, generator=p.generator, transfer_set=TransferSet())
+    policy = methods.METHODS[method](game_args("--method", method, "--num_workers", "0"), exp, 4)
+    policy.play_round(p, 4)
     assert steps == expected
-    assert all(q.grad is None for q in teacher.parameters())
+    assert all(q.grad is None for q in p.teacher.parameters())
 
 
 def test_collapse_warning_is_printed_once(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(methods, "class_histogram_stats",
+    monkeypatch.setattr(diagnostics, "class_histogram_stats",
                         lambda logits: {"entropy": 0.1, "fraction": 0.1, "classes": 1, "collapsed": True})
-    dfad.run(game_args("--epochs", "3"), tiny_experiment(tmp_path, *players()[:3]), CPU)
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     out = capsys.readouterr().out
     assert out.count("Warning: mode collapse") == 1 and "Warning: mode collapse at epoch 1:" in out

@@ -49,9 +49,9 @@ def test_a_terminal_gets_the_bar_and_no_progress_lines(monkeypatch, capsys):
     leader, follower = os.openpty()
     with os.fdopen(follower, "w") as terminal, monkeypatch.context() as on_terminal:
         on_terminal.setattr(sys, "stdout", terminal)
-        assert not progress.ProgressLines("epoch 1/1", "round", 3).due()
+        assert not progress.EpochProgress("epoch 1/1", "round", 3).due()
     os.close(leader)
-    assert progress.ProgressLines("epoch 1/1", "round", 3).due()  # captured output: not a terminal
+    assert progress.EpochProgress("epoch 1/1", "round", 3).due()  # captured output: not a terminal
 
 
 @pytest.mark.parametrize("value,expected", [("", 60.0), ("2.5", 2.5), ("0", 0.0), ("soon", 60.0), ("-1", 60.0)])

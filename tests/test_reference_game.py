@@ -22,6 +22,7 @@ import torch
 import network
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from utils.engine import game
+from utils.engine.methods import DFAD
 
 FINGERPRINTS = Path(__file__).resolve().parent / "reference_game"
 TOLERANCE = 1e-6
@@ -99,11 +100,12 @@ def test_rounds_reproduce_the_reference_fingerprints(config, float64):
     players = game.Players(
         teacher, student, generator,
         torch.optim.SGD(student.parameters(), lr=reference["lr_S"], momentum=0.9, weight_decay=reference["wd"]),
-        torch.optim.Adam(generator.parameters(), lr=reference["lr_G"]), adversarial_loss)
+        torch.optim.Adam(generator.parameters(), lr=reference["lr_G"]), reference["nz"], torch.device("cpu"),
+        adversarial_loss)
 
     torch.manual_seed(123)
     for _ in range(reference["K"]):
-        game.play_round(players, reference["bs"], reference["nz"], torch.device("cpu"))
+        DFAD().play_round(players, reference["bs"])
 
     ours = fingerprint(student, generator, reference["nz"])
     assert set(ours) == set(reference["prints"])

@@ -203,3 +203,15 @@ def test_visdom_server_hung_mid_run(workdir, visdom_server_proc):
     # times out, failed sends back off, and the exit waits a bounded time for the sender.
     assert visualizer.HTTP_TIMEOUT_S <= 5 and visualizer.FIRST_BACKOFF_S >= 30
     assert inspect.signature(visualizer.VisdomPlotter.close).parameters["timeout"].default <= 10
+
+
+def test_resume_errors_keep_their_cause_and_let_bugs_through():
+    from utils.runtime import checkpoint
+    from utils.runtime.errors import UserError
+    with pytest.raises(UserError, match="Cannot resume from x-last.pt") as error:
+        with checkpoint.resume_errors("x-last.pt"):
+            raise RuntimeError("size mismatch for conv1.weight")
+    assert isinstance(error.value.__cause__, RuntimeError)
+    with pytest.raises(AttributeError):  # a bug in the project keeps its traceback
+        with checkpoint.resume_errors("x-last.pt"):
+            raise AttributeError("'NoneType' object has no attribute 'load_state_dict'")

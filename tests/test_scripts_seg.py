@@ -154,7 +154,7 @@ def test_reference_teacher_and_warm_start(in_tmp_dir, monkeypatch):
         seen["exp"] = exp
         raise Started
     with monkeypatch.context() as m, pytest.raises(Started):
-        m.setattr(dfad, "build_game", record)
+        m.setattr(dfad, "build_players", record)
         DFAD_camvid_deeplab.main(args)
     exp = seen["exp"]
     for model, expected in ((exp.teacher, teacher), (exp.student, student.state_dict()),

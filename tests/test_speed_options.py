@@ -8,7 +8,7 @@ import torch
 import DFAD_mnist
 import network
 from utils.engine import dfad, game
-from utils.runtime.precision import Precision
+from utils.engine.methods.dfad import generator_step, student_step
 
 OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
     "default": (None, False, None, 1e-4),  # DFAD_mnist.py's defaults (channels_last on)
@@ -25,19 +25,22 @@ def players():
             network.gan.GeneratorA(nz=100, nc=1, img_size=32).train())
 
 
+def experiment(teacher, student, generator):
+    """What build_players reads of an Experiment."""
+    return SimpleNamespace(teacher=teacher, student=student, generator=generator, milestones=None,
+                           adversarial_loss=game.adversarial_loss_l1)
+
+
 def one_round(option):
     teacher, student, generator = players()
     channels_last, compile_, amp, _ = OPTIONS.get(option, (False, False, None, 0))
     layout = {None: [], True: ["--channels_last"], False: ["--no_channels_last"]}[channels_last]
-    flags = ["--lr_S", "0.1", "--weight_decay", "0"] + layout + ["--compile"] * compile_
+    flags = ["--lr_S", "0.1", "--weight_decay", "0"] + layout + ["--compile"] * compile_ + ["--amp", amp] * bool(amp)
     args = DFAD_mnist.get_args_parser().parse_args(flags)
-    exp = SimpleNamespace(teacher=teacher, student=student, generator=generator)  # the players are all it reads
-    t, s, g = dfad.prepare_models(args, exp, torch.device("cpu"))
-    opt_S, opt_G = dfad.build_optimizers(args, student, generator)
-    precision = Precision(amp, "cpu")
+    p, _ = dfad.build_players(args, experiment(teacher, student, generator), torch.device("cpu"))
     z = torch.randn(16, 100, 1, 1, generator=torch.Generator().manual_seed(1))
-    loss_S = game.student_step(t, s, g, opt_S, z, precision)
-    loss_G = game.generator_step(t, s, g, opt_G, z, game.adversarial_loss_l1, precision)
+    loss_S = student_step(p, p.generate(z))
+    loss_G = generator_step(p, z)
     return loss_S.float(), loss_G.float(), copy.deepcopy(student.state_dict()), copy.deepcopy(generator.state_dict())
 
 
@@ -60,13 +63,12 @@ def test_option_matches_plain_fp32(option, plain):
 
 
 def test_fp16_uses_one_grad_scaler_per_optimizer():
-    precision = Precision("fp16", "cpu")
-    teacher, student, generator = players()
-    opt_S, opt_G = dfad.build_optimizers(DFAD_mnist.get_args_parser().parse_args([]), student, generator)
+    args = DFAD_mnist.get_args_parser().parse_args(["--amp", "fp16"])
+    p, _ = dfad.build_players(args, experiment(*players()), torch.device("cpu"))
     z = torch.randn(4, 100, 1, 1)
-    game.student_step(teacher, student, generator, opt_S, z, precision)
-    game.generator_step(teacher, student, generator, opt_G, z, game.adversarial_loss_l1, precision)
-    assert set(precision.state_dict()) == {"student", "generator"}
+    student_step(p, p.generate(z))
+    generator_step(p, z)
+    assert set(p.precision.state_dict()) == {"student", "generator"}
 
 
 def test_channels_last_is_the_default_and_can_be_turned_off():

@@ -15,6 +15,7 @@ import DFAD_mnist
 import network
 from conftest import ROOT, free_port
 from test_hostile_inputs import GAME, LAST, run_main
+from utils.engine import dfad
 
 LONG_GAME = ["--epochs", "3", "--epoch_itrs", "40", "--batch_size", "8", "--no_visdom"]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -69,14 +70,19 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_
 def test_sigterm_during_evaluation_keeps_the_evaluated_epoch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     random_teacher(tmp_path, "digits-lenet5.pt")
-    evaluate, calls = DFAD_mnist.evaluate_classifier, []
+    calls, run = [], dfad.run
 
-    def evaluate_then_stop(*args):
-        calls.append(1)
-        if len(calls) == 2:  # the first is the teacher's; the second ends epoch 1
-            os.kill(os.getpid(), signal.SIGTERM)
-        return evaluate(*args)
-    monkeypatch.setattr(DFAD_mnist, "evaluate_classifier", evaluate_then_stop)
+    def run_with_a_stop_in_the_evaluation(args, exp, device):
+        evaluate = exp.evaluate
+
+        def evaluate_then_stop(*a):
+            calls.append(1)
+            if len(calls) == 2:  # the first is the teacher's; the second ends epoch 1
+                os.kill(os.getpid(), signal.SIGTERM)
+            return evaluate(*a)
+        exp.evaluate = evaluate_then_stop
+        return run(args, exp, device)
+    monkeypatch.setattr(dfad, "run", run_with_a_stop_in_the_evaluation)
     code, out, err = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:], capsys)
     assert code == 143 and "Stopped after epoch 1" in err and "Traceback" not in err
     assert "Epoch 1/2" in out and "Epoch 2/2" not in out

@@ -1,11 +1,13 @@
-"""The DFAD min-max game: one round is five student steps, then one generator step.
+"""The vocabulary of the DFAD game: the players, the discrepancy they play on, noise,
+and what a method (a way of playing a round) declares.
 
-The value of the game is the L1 discrepancy between student and teacher logits on
-generated images. The student minimises it, the generator maximises it ("hard
-samples"); the teacher is frozen. This module holds only the game: the training loop
-around it (epochs, evaluation, checkpoints) is in ``dfad.py``.
+The value of the game is the L1 distance between student and teacher logits on generated
+images: the student minimises it, the generator maximises it ("hard samples"), the
+teacher is frozen. Each method's round is in ``methods/``; the loop around the rounds
+(epochs, evaluation, checkpoints) is in ``dfad.py``.
 """
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from ..runtime import distributed
 from ..runtime.precision import Precision
 
-STUDENT_STEPS = 5
+STUDENT_STEPS = 5  # student steps per round, then one generator step
 
 
 def discrepancy(s_logit, t_logit):
@@ -23,10 +25,10 @@ def discrepancy(s_logit, t_logit):
 
     Half-precision logits (mixed precision) are compared in float32; fp32 and float64
     ones as they are."""
-    return F.l1_loss(_at_least_fp32(s_logit), _at_least_fp32(t_logit))
+    return F.l1_loss(at_least_fp32(s_logit), at_least_fp32(t_logit))
 
 
-def _at_least_fp32(x):
+def at_least_fp32(x):
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
@@ -40,6 +42,15 @@ def adversarial_loss_log_l1(s_logit, t_logit):
     return -torch.log(discrepancy(s_logit, t_logit) + 1)
 
 
+def kl_divergence(s_logit, t_logit, temperature=1.0):
+    """Hinton's KD loss: T^2 * KL(softmax(t/T) || softmax(s/T)) over dim 1, averaged over
+    the batch (and, for segmentation, over pixels)."""
+    s = at_least_fp32(s_logit) / temperature
+    t = at_least_fp32(t_logit) / temperature
+    kl = (F.softmax(t, dim=1) * (F.log_softmax(t, dim=1) - F.log_softmax(s, dim=1))).sum(dim=1)
+    return kl.mean() * temperature ** 2
+
+
 def sample_noise(batch_size, nz, device):
     return torch.randn(batch_size, nz, 1, 1, device=device)
 
@@ -51,52 +62,25 @@ def freeze(model):
     return model
 
 
-def generate(generator, z, precision):
-    """Images for the student's steps: the generator is not updated there, so no graph."""
-    with torch.no_grad(), precision.autocast():
-        return distributed.unwrap(generator)(z)
-
-
-def imitation_step(teacher, student, optimizer_S, images, precision, loss_fn=None):
-    """Move the student towards the teacher on one batch of images (by default with the
-    game's L1 discrepancy; the baselines of methods.py pass their own loss)."""
-    with torch.no_grad(), precision.autocast():
-        t_logit = teacher(images)
-    optimizer_S.zero_grad(set_to_none=True)
-    with precision.autocast():
-        loss_S = (loss_fn or discrepancy)(student(images), t_logit)
-    precision.step(loss_S, optimizer_S, "student")
-    return loss_S.detach()
-
-
-def student_step(teacher, student, generator, optimizer_S, z, precision):
-    """Move the student towards the teacher on one generated batch."""
-    return imitation_step(teacher, student, optimizer_S, generate(generator, z, precision), precision)
-
-
-def generator_step(teacher, student, generator, optimizer_G, z, adversarial_loss, precision):
-    """Move the generator towards samples where student and teacher disagree."""
-    # Gradients flow through the student to the images, but nobody reads the
-    # student's weight gradients here, so they are not computed (nor synchronised).
-    student = distributed.unwrap(student)
-    student.requires_grad_(False)
+@contextlib.contextmanager
+def weights_frozen(model):
+    """``model`` (unwrapped from DDP) with no weight gradients for a while: gradients flow
+    through it to its inputs, but nobody reads its own, so they are neither computed nor
+    synchronised."""
+    model = distributed.unwrap(model)
+    model.requires_grad_(False)
     try:
-        optimizer_G.zero_grad(set_to_none=True)
-        with precision.autocast():
-            fake = generator(z)
-            loss_G = adversarial_loss(student(fake), teacher(fake))
-        precision.step(loss_G, optimizer_G, "generator")
+        yield model
     finally:
-        student.requires_grad_(True)
-    return loss_G.detach()
+        model.requires_grad_(True)
 
 
 @dataclass
 class Players:
-    """The three networks as the round calls them, and the two optimizers.
+    """The three networks as a round calls them, the two optimizers, and what a step needs.
 
     ``student`` and ``generator`` may be wrapped (DistributedDataParallel) or compiled;
-    their raw modules, whose state_dicts carry the reference keys, are kept by the caller.
+    the raw modules, whose state_dicts carry the reference keys, are the Experiment's.
     """
 
     teacher: nn.Module
@@ -104,24 +88,61 @@ class Players:
     generator: nn.Module
     optimizer_S: torch.optim.Optimizer
     optimizer_G: torch.optim.Optimizer
+    nz: int
+    device: torch.device
     adversarial_loss: Callable = adversarial_loss_l1
-    precision: Precision = None
-    method: object = None   # a baseline's policy (methods.py); None: the DFAD game itself
+    precision: Precision = field(default_factory=Precision)
+    after_student_step: Callable = lambda: None  # e.g. the student's moving average
 
-    def __post_init__(self):
-        self.precision = self.precision or Precision()
+    def noise(self, batch_size):
+        return sample_noise(batch_size, self.nz, self.device)
+
+    @torch.no_grad()
+    def generate(self, z):
+        """Images for the student's steps: the generator is not updated there, so no graph."""
+        with self.precision.autocast():
+            return distributed.unwrap(self.generator)(z)
 
 
-def play_round(players, batch_size, nz, device):
-    """One outer iteration of DFAD; returns the last student loss and the generator loss."""
-    p = players
-    if p.method is not None:  # a baseline (random, dafl, kd): its own round, same loop
-        return p.method.play_round(p, batch_size, nz, device)
-    # (1) student: minimise the discrepancy, STUDENT_STEPS times, each on fresh noise
-    for _ in range(STUDENT_STEPS):
-        loss_S = student_step(p.teacher, p.student, p.generator, p.optimizer_S,
-                              sample_noise(batch_size, nz, device), p.precision)
-    # (2) generator: maximise it, once
-    loss_G = generator_step(p.teacher, p.student, p.generator, p.optimizer_G,
-                            sample_noise(batch_size, nz, device), p.adversarial_loss, p.precision)
-    return loss_S, loss_G
+class Method:
+    """One way of training the student from the teacher. Subclasses set ``name`` (the
+    ``--method`` value) and ``label`` (its row in the results table) and write
+    ``play_round``; the rest has defaults that fit a method with a generator."""
+
+    name = ""
+    label = ""
+    summary = ""             # one line for --help
+    uses_generator = True  # False: the generator never plays, so it is neither saved nor drawn
+
+    @classmethod
+    def suffix(cls):
+        """What its file and log names carry after the reference's names: a baseline never
+        overwrites the DFAD run's files."""
+        return f"-{cls.name}"
+
+    @classmethod
+    def row_label(cls, args):
+        return cls.label
+
+    @staticmethod
+    def add_args(group, datasets):
+        """The method's own flags (default None where they depend on the data set)."""
+
+    @staticmethod
+    def defaults(dataset):
+        """Defaults this method gives to flags left unset (``None``) on the command line."""
+        return {}
+
+    def __init__(self, args=None, experiment=None, batch_size=None):
+        """Built by the loop from the run's arguments, its Experiment and this process's
+        batch size; a method without state of its own needs none of them."""
+
+    def play_round(self, p, batch_size):
+        """One round with the players ``p`` (``game.Players``); returns the last student
+        loss and the generator's loss (detached)."""
+        raise NotImplementedError
+
+    def probe_images(self, samples):
+        """The images the end-of-epoch diagnostics look at: by default this epoch's
+        fixed-noise samples of the generator."""
+        return samples

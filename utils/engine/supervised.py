@@ -7,12 +7,11 @@ format of the published teachers), a ``last`` checkpoint after every epoch for
 import time
 
 import torch
-from tqdm import tqdm
 
 from ..reporting import records
-from ..reporting.progress import ProgressLines
+from ..reporting.progress import EpochProgress
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, distributed, preflight
+from ..runtime import checkpoint, cli, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
@@ -22,24 +21,23 @@ RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size")  # other values:
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
     model.train()
-    bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False,
-               disable=None if distributed.is_main() else True)
-    progress = ProgressLines(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main())
+    shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main(),
+                          refresh_every=args.log_interval)
     loss = torch.tensor(float("nan"))
-    for i, (images, targets) in enumerate(bar):
+    for i, (images, targets) in enumerate(loader):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             loss = loss_fn(model(images), targets)
-        precision.step(loss, optimizer, "model")
+        precision.scale(loss, "model").backward()
+        precision.step(optimizer, "model")
+        shown.update(i + 1, loss=loss)
         if i % args.log_interval == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
-        if progress.due():
-            progress.show(i + 1, loss=loss.item())
         stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
         if stop.requested:
             break
+    shown.close()
     return loss.item()
 
 
@@ -48,11 +46,14 @@ def last_checkpoint(save_path):
     return save_path[:-len(".pt")] + "-last.pt"
 
 
-def protect_resume_point(args, save_path):
-    """Call first in a teacher script: a new run must not silently replace the
-    ``-last.pt`` of an unfinished one (see :func:`checkpoint.protect_resume_point`)."""
+def save_path(args):
+    """Where a teacher script saves its best model (the reference's names); call it first:
+    a new run must not silently replace the ``-last.pt`` of an unfinished one there
+    (see :func:`checkpoint.protect_resume_point`)."""
+    path = cli.teacher_checkpoint(args.dataset, args.model)
     if distributed.is_main():
-        checkpoint.protect_resume_point(last_checkpoint(save_path), args)
+        checkpoint.protect_resume_point(last_checkpoint(path), args)
+    return path
 
 
 def resumable_parts(model, optimizer, scheduler, precision):

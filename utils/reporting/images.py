@@ -32,51 +32,53 @@ def colorize(decode_target, labels):
 
 
 class PredictionPlots:
-    """``Experiment.extra_plots`` hook: colour-coded teacher and student predictions on
+    """An ``Experiment.extra_plots`` hook: colour-coded teacher and student predictions on
     the first real test batch and on ``num_fake`` generated images from fixed noise."""
 
-    def __init__(self, nz, num_fake, seed=0):
+    def __init__(self, test_loader, mean, std, nz, num_fake, seed=0):
+        self.test_loader, self.mean, self.std = test_loader, mean, std
+        self.decode = test_loader.dataset.decode_target
         # A private RNG: the fixed noise does not shift the game's random stream.
         self.z = torch.randn(num_fake, nz, 1, 1, generator=torch.Generator().manual_seed(seed))
         self.real = None  # (images, colour-coded target, colour-coded teacher), computed once
 
     @torch.no_grad()
-    def __call__(self, exp, plotter, epoch, device):
+    def __call__(self, plotter, teacher, student, generator, device):
+        """``generator`` None: the method has none to show (kd)."""
         if not plotter.enabled:
             return
-        decode = exp.test_loader.dataset.decode_target
-        exp.student.eval()
-        exp.generator.eval()
+        student.eval()
         if self.real is None:  # the teacher is frozen: its real predictions never change
-            images, targets = next(iter(exp.test_loader))
+            images, targets = next(iter(self.test_loader))
             images = images.to(device)
-            self.real = images, colorize(decode, targets), colorize(decode, exp.teacher(images).argmax(1))
-        images, target, teacher = self.real
+            self.real = images, colorize(self.decode, targets), colorize(self.decode, teacher(images).argmax(1))
+        images, target, teacher_colours = self.real
         plotter.color_images("Real_target", target)
-        plotter.color_images("Real_teacher", teacher)
-        plotter.color_images("Real_student", colorize(decode, exp.student(images).argmax(1)))
-
-        fake = exp.generator(self.z.to(device))
-        plotter.images("Fake_images", fake, mean=exp.mean, std=exp.std)
-        plotter.color_images("Fake_teacher", colorize(decode, exp.teacher(fake).argmax(1)))
-        plotter.color_images("Fake_student", colorize(decode, exp.student(fake).argmax(1)))
+        plotter.color_images("Real_teacher", teacher_colours)
+        plotter.color_images("Real_student", colorize(self.decode, student(images).argmax(1)))
+        if generator is None:
+            return
+        generator.eval()
+        fake = generator(self.z.to(device))
+        plotter.images("Fake_images", fake, mean=self.mean, std=self.std)
+        plotter.color_images("Fake_teacher", colorize(self.decode, teacher(fake).argmax(1)))
+        plotter.color_images("Fake_student", colorize(self.decode, student(fake).argmax(1)))
 
 
 @torch.no_grad()
-def save_predictions(exp, device, folder):
+def save_predictions(folder, teacher, student, loader, mean, std, device):
     """Write ``<i>_image.png`` (de-normalised input), ``<i>_target.png``,
-    ``<i>_teacher.png`` and ``<i>_student.png`` for every test image."""
+    ``<i>_teacher.png`` and ``<i>_student.png`` for every test image of ``loader``."""
     os.makedirs(folder, exist_ok=True)
-    decode = exp.test_loader.dataset.decode_target
-    exp.teacher.eval()
-    exp.student.eval()
+    decode = loader.dataset.decode_target
+    teacher.eval()
+    student.eval()
     index = 0
-    for images, targets in exp.test_loader:
-        inputs = denormalize(images, exp.mean, exp.std).mul(255).round().byte().permute(0, 2, 3, 1)
+    for images, targets in loader:
+        inputs = denormalize(images, mean, std).mul(255).round().byte().permute(0, 2, 3, 1)
         images = images.to(device)
         pictures = {"image": inputs.numpy(), "target": decode(targets),
-                    "teacher": decode(exp.teacher(images).argmax(1)),
-                    "student": decode(exp.student(images).argmax(1))}
+                    "teacher": decode(teacher(images).argmax(1)), "student": decode(student(images).argmax(1))}
         for k in range(len(targets)):
             for name, batch in pictures.items():
                 save_png(Image.fromarray(batch[k]), os.path.join(folder, f"{index + k}_{name}.png"))

@@ -42,15 +42,6 @@ def epoch_line(epoch, epochs, loss_S, loss_G, metric_name, score, best, epoch_se
             f"{epoch_seconds:.1f}s/epoch  elapsed {format_seconds(elapsed)}  ETA {format_seconds(eta)}")
 
 
-def append_csv_row(path, values):
-    """Append one row (a run's per-epoch metric list) to ``path`` atomically.
-
-    The file is rewritten through a temporary file and a rename, so a crash never
-    leaves a half-written row behind.
-    """
-    atomic_write_text(path, _csv_with_row(path, values))
-
-
 def _csv_with_row(path, values):
     old = ""
     if os.path.exists(path):
@@ -85,15 +76,6 @@ def _text_writer(text):
     # The encoding open() would use: logs read back with open() must decode the same way.
     data = text.encode(locale.getpreferredencoding(False))
     return lambda f: f.write(data)
-
-
-def append_run_record(path, record):
-    """Add one run's summary (teacher score, best and last metric, arguments) to a JSON list."""
-    atomic_write_text(path, _records_with(path, record))
-
-
-def _records_with(path, record):
-    return json.dumps(read_run_records(path) + [record], indent=1, default=str)
 
 
 def log_run(csv_path, json_path, history, record):
@@ -169,3 +151,12 @@ def read_csv_rows(path):
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
         raise UserError(f"{path} is not a readable metric log ({_reason(e)}): each line should be "
                         f"one run's comma-separated test metrics. Move it away or repair it.") from None
+
+
+def check_logs(*paths):
+    """Parse existing logs as a run will when it appends to them, before it trains."""
+    for path in paths:
+        if path.endswith(".json"):
+            read_run_records(path)
+        elif os.path.exists(path):
+            read_csv_rows(path)

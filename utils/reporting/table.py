@@ -2,9 +2,7 @@
 runs (seeds) of the best epoch on the test set (the paper's convention), of the last
 epoch and of the student chosen without labels, with the paper's figures beside."""
 import glob
-import hashlib
 import os
-import re
 
 import numpy as np
 
@@ -19,28 +17,8 @@ PAPER = {
     "camvid": {"teacher": "0.594", "dfad": "0.535", "dafl": "0.010", "random": "0.018", "KD-ORI": "0.535"},
     "nyuv2": {"teacher": "0.517", "dfad": "0.364", "dafl": "0.105", "random": "0.021", "KD-ORI": "0.380"},
 }
-ORDER = ["dfad", "random", "dafl", "KD-ORI"]
 HEADER = ["| dataset | method | runs | teacher | best on test (mean +- std) | last | label-free | paper |",
           "|---|---|---|---|---|---|---|---|"]
-
-
-def transfer_tag(transfer):
-    """A transfer set's name in labels and folder names: a data set's name, or for a folder
-    given by its absolute path, its base name and a short hash of the path (no slash)."""
-    if not os.path.isabs(transfer):
-        return transfer
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(transfer))) or "root"
-    return f"{base}-{hashlib.sha1(transfer.encode()).hexdigest()[:8]}"
-
-
-def method_label(record):
-    """dfad, random, dafl, KD-ORI (kd on the teacher's own training set) or KD-<set>."""
-    method = record.get("method", "dfad")
-    if method != "kd":
-        return method
-    args = record.get("args", {})
-    transfer = args.get("transfer_set")
-    return "KD-ORI" if transfer in (None, args.get("dataset")) else f"KD-{transfer_tag(transfer)}"
 
 
 def dataset_of(record, path):
@@ -57,10 +35,12 @@ def records_in(log_dir):
             for r in read_run_records(path)]
 
 
-def group(pairs):
+def group(pairs, label):
+    """Records by (data set, row label); ``label(record)`` names a record's row (the method
+    registry's ``row_label``)."""
     cells = {}
     for path, record in pairs:
-        cells.setdefault((dataset_of(record, path), method_label(record)), []).append(record)
+        cells.setdefault((dataset_of(record, path), label(record)), []).append(record)
     return cells
 
 
@@ -71,15 +51,14 @@ def _stat(values):
     return f"{np.mean(values):.4f} +- {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
-def _order(key):
-    dataset, label = key
-    return (dataset, ORDER.index(label) if label in ORDER else len(ORDER), label)
-
-
-def markdown(cells):
-    """The table as markdown lines, one row per (data set, method)."""
+def markdown(cells, order=()):
+    """The table as markdown lines, one row per (data set, method); rows follow ``order``
+    (row labels), others after them by name."""
+    def rank(key):
+        dataset, label = key
+        return (dataset, order.index(label) if label in order else len(order), label)
     lines = list(HEADER)
-    for key in sorted(cells, key=_order):
+    for key in sorted(cells, key=rank):
         dataset, label = key
         rs = cells[key]
         paper = PAPER.get(dataset, {})

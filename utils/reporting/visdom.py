@@ -14,9 +14,9 @@ import time
 
 from torchvision.utils import make_grid
 
+from ..runtime.cli import VISDOM_PORT
 from .images import denormalize
 
-DEFAULT_PORT = 15550
 HTTP_TIMEOUT_S = 5.0      # visdom's client has no timeout of its own: a hung server blocks forever
 FIRST_BACKOFF_S = 30.0
 QUEUE_SIZE = 256
@@ -43,7 +43,7 @@ def _make_client(port, env):
 class VisdomPlotter:
     """Sends scalars, image grids and text to visdom env ``env`` on 127.0.0.1:``port``."""
 
-    def __init__(self, env, port=DEFAULT_PORT, enabled=True):
+    def __init__(self, env, port=VISDOM_PORT, enabled=True):
         self.env, self.port, self.enabled = env, port, enabled
         self._queue = queue.Queue(maxsize=QUEUE_SIZE)
         self._thread = None

@@ -380,16 +380,18 @@ def _schema_problems(state, schema):
 
 @contextlib.contextmanager
 def resume_errors(path):
-    """Turn a failure while applying a ``last`` checkpoint (a network or optimizer of
-    another shape, a damaged entry) into one message naming the file."""
+    """Turn a failure while applying a ``last`` checkpoint (a network of another shape:
+    RuntimeError; an optimizer of another shape: ValueError, KeyError; random states or
+    entries of another layout: TypeError, IndexError) into one message naming the file.
+    The entries' types were checked before (``_schema_problems``)."""
     try:
         yield
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         detail = " ".join(str(e).split())[:300] or type(e).__name__
         raise UserError(f"Cannot resume from {path}: it does not fit this run; it was written by "
                         f"another version of this program, for another network, or is damaged "
                         f"({type(e).__name__}: {detail}). Move it away and start afresh without "
-                        f"--resume, or resume with the version and arguments that wrote it.") from None
+                        f"--resume, or resume with the version and arguments that wrote it.") from e
 
 
 def apply_changed_hyperparameters(saved_args, args, optimizers, schedulers, announce=True):

@@ -4,7 +4,6 @@ Flags the reference spelled with dashes are accepted with dashes and underscores
 """
 import argparse
 import math
-import os
 import random
 import signal
 import sys
@@ -12,13 +11,13 @@ import sys
 import numpy as np
 import torch
 
-from ..reporting.visdom import DEFAULT_PORT
 from . import distributed, signals, workers
 from .errors import UserError
 from .signals import Interrupted
 
 
 SEED_MAX = 2**32 - 1  # numpy's limit; python and torch accept it too
+VISDOM_PORT = 15550    # the reference's visdom port
 
 
 def _number(text, kind=float):
@@ -117,7 +116,7 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="epochs between two x0.1 learning-rate decays (with --scheduler)")
     parser.add_argument("--scheduler", action="store_true", help="decay the learning rates")
     parser.add_argument("--num_workers", type=non_negative_int, default=2, help="data loading processes")
-    parser.add_argument("--visdom_port", type=port_number, default=DEFAULT_PORT,
+    parser.add_argument("--visdom_port", type=port_number, default=VISDOM_PORT,
                         help="port of the visdom server on 127.0.0.1")
     parser.add_argument("--no_visdom", action="store_true", help="do not send plots to visdom")
     parser.add_argument("--verbose", action="store_true", help="kept for the reference's commands")
@@ -166,130 +165,6 @@ def check_num_classes(args, expected):
 def teacher_checkpoint(dataset, model):
     """Where a teacher is saved and where the DFAD scripts look for it (the reference's names)."""
     return f"checkpoint/teacher/{dataset}-{model}.pt"
-
-
-# DAFL (Chen et al., ICCV 2019), official code huawei-noah/Efficient-Computing, DAFL/DAFL-train.py
-# (its defaults are the MNIST recipe: Adam for both players, lr_G 0.2, lr_S 2e-3, --oh 1 --ie 5
-# --a 0.1, batch 512, latent 100) and DAFL/README.md (CIFAR-10: --lr_G 0.02 --lr_S 0.1 (SGD,
-# momentum 0.9, weight decay 5e-4) --oh 0.05 --ie 5 --act 0.01, batch 1024, latent 1000;
-# CIFAR-100: the same with --ie 20). The official information-entropy loss takes log10; ours
-# takes the natural log, so its weight here is the official one divided by ln 10.
-LN10 = math.log(10)
-DAFL_DEFAULTS = {
-    "mnist": dict(lr_S=2e-3, lr_G=0.2, optimizer_S="adam", dafl_oh=1.0, dafl_ie=5 / LN10, dafl_a=0.1),
-    "cifar10": dict(lr_S=0.1, lr_G=0.02, optimizer_S="sgd", dafl_oh=0.05, dafl_ie=5 / LN10, dafl_a=0.01),
-    "cifar100": dict(lr_S=0.1, lr_G=0.02, optimizer_S="sgd", dafl_oh=0.05, dafl_ie=20 / LN10, dafl_a=0.01),
-}
-DAFL_DEFAULTS["digits"] = DAFL_DEFAULTS["mnist"]
-DAFL_FALLBACK = dict(optimizer_S="sgd", dafl_oh=1.0, dafl_ie=5 / LN10, dafl_a=0.1)  # no published recipe
-METHOD_FLAGS = ("lr_S", "lr_G", "optimizer_S", "dafl_oh", "dafl_ie", "dafl_a")
-
-
-class DFADArgumentParser(argparse.ArgumentParser):
-    """Fills in ``--ckpt`` from ``--dataset`` once parsing is done (argparse defaults
-    cannot depend on another flag), so parsed arguments are always complete; likewise the
-    learning rates and DAFL's weights, whose defaults depend on --method and --dataset."""
-
-    teacher_model = None
-    script_defaults = {}
-
-    def parse_known_args(self, args=None, namespace=None):
-        parsed, rest = super().parse_known_args(args, namespace)
-        if parsed.ckpt is None:
-            parsed.ckpt = teacher_checkpoint(parsed.dataset, self.teacher_model)
-        if hasattr(parsed, "method"):
-            chosen = dict(self.script_defaults, **DAFL_FALLBACK)
-            if parsed.method == "dafl":
-                chosen.update(DAFL_DEFAULTS.get(parsed.dataset, {}))
-            for name in METHOD_FLAGS:
-                if getattr(parsed, name, None) is None:  # not given on the command line
-                    setattr(parsed, name, chosen[name])
-        return parsed, rest
-
-
-def dfad_parser(description, *, dataset, datasets, model, models, teacher_model, batch_size,
-                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50,
-                channels_last=False):
-    """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
-    parser = DFADArgumentParser(description=description, formatter_class=HelpFormatter)
-    parser.teacher_model = teacher_model
-    parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G}
-    add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
-                    weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size,
-                    channels_last=channels_last)
-    parser.add_argument("--epoch_itrs", type=positive_int, default=epoch_itrs,
-                        help="outer iterations (5 student steps + 1 generator step) per epoch")
-    dafl_note = "; with --method dafl, DAFL's official value for the data set where it published one"
-    parser.add_argument("--lr_S", type=positive_float, default=None,
-                        help=f"student learning rate (default: {lr_S}{dafl_note}: MNIST 2e-3, CIFAR 0.1)")
-    parser.add_argument("--lr_G", type=positive_float, default=None,
-                        help=f"generator learning rate, Adam (default: {lr_G}{dafl_note}: MNIST 0.2, CIFAR 0.02)")
-    parser.add_argument("--model", default=model, choices=models, help="student network")
-    parser.add_argument("--nz", type=positive_int, default=nz, help="size of the generator's noise vector")
-    parser.add_argument("--ckpt", default=None, help="teacher checkpoint (default: "
-                        f"{teacher_checkpoint('<dataset>', teacher_model)})")
-    parser.add_argument("--eval_ckpt", default=None,
-                        help="with --test_only: the student to evaluate, e.g. the -labelfree.pt one "
-                             "(default: the best student of this method)")
-    add_method_args(parser, datasets)
-    return parser
-
-
-def transfer_set_value(datasets):
-    """--transfer_set: one of the script's data sets, or a folder holding images."""
-    def parse(text):
-        if text in datasets or os.path.isdir(text):
-            return text
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a data set of this script ({', '.join(datasets)}) nor a folder; "
-            f"name one of those data sets or an existing folder of images")
-    return parse
-
-
-def add_method_args(parser, datasets):
-    """--method and its options: the paper's Table 2 baselines through the same loop."""
-    from ..engine.methods import METHODS
-    group = parser.add_argument_group(
-        "method (paper Table 2)",
-        "dfad: the adversarial game (default). random: the generator stays at its random "
-        "initialisation. dafl: Chen et al., ICCV 2019: the generator is trained against the "
-        "teacher alone (one-hot, activation and information-entropy losses), the student learns "
-        "by KD on its images; defaults from DAFL's official code (huawei-noah/Efficient-Computing, "
-        "DAFL/DAFL-train.py and DAFL/README.md): MNIST Adam lr_S 2e-3, lr_G 0.2, oh 1, ie 5, a 0.1 "
-        "(batch 512); CIFAR-10 SGD lr_S 0.1, lr_G 0.02, oh 0.05, ie 5, a 0.01 (batch 1024, "
-        "latent 1000: pass --batch_size 1024 --nz 1000 to match); CIFAR-100 ie 20. kd: distillation "
-        "on real images of --transfer_set, labels never read. A baseline writes "
-        "checkpoint/student/<dataset>-<model>-<method>*.pt and log/DFAD-<dataset>-<method>.*")
-    group.add_argument("--method", choices=METHODS, default="dfad", help="how the student is trained")
-    group.add_argument("--transfer_set", type=transfer_set_value(datasets), default=None,
-                       help=f"--method kd: the images to distil on: the training split of "
-                            f"{', '.join(datasets)}, or a folder of images (searched recursively, "
-                            f"resized to the teacher's input) (default: --dataset's, KD-ORI)")
-    group.add_argument("--kd_loss", choices=["l1", "kl"], default="l1",
-                       help="--method kd: the L1 on logits, as DFAD, or Hinton's KL with --temperature")
-    group.add_argument("--temperature", type=positive_float, default=4.0, help="--method kd --kd_loss kl: T")
-    group.add_argument("--optimizer_S", choices=["sgd", "adam"], default=None,
-                       help="the student's optimizer (default: sgd; adam with --method dafl on MNIST, as DAFL)")
-    group.add_argument("--dafl_oh", type=non_negative_float, default=None,
-                       help="--method dafl: weight of the one-hot loss (default: DAFL's for the data set)")
-    group.add_argument("--dafl_ie", type=non_negative_float, default=None,
-                       help="--method dafl: weight of the information-entropy loss, natural log (default: "
-                            "DAFL's for the data set divided by ln 10, as its code takes log10)")
-    group.add_argument("--dafl_a", type=non_negative_float, default=None,
-                       help="--method dafl: weight of the activation loss (default: DAFL's for the data set)")
-    return parser
-
-
-def add_segmentation_args(parser, *, data_root):
-    """What the segmentation DFAD scripts add: their data folder, --stu_ckpt, --save_img."""
-    parser.set_defaults(data_root=data_root)
-    parser.add_argument("--stu_ckpt", default=None,
-                        help="student weights to start from (and <stu_ckpt without .pt>-generator.pt "
-                             "where it exists); with --test_only, the student to evaluate")
-    parser.add_argument("--save_img", action="store_true",
-                        help="write inputs, targets, teacher and student predictions of the test set "
-                             "to results/DFAD-<dataset>/ (a baseline: results/DFAD-<dataset>-<method>/)")
-    return parser
 
 
 def set_seed(seed):

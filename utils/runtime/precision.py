@@ -29,10 +29,14 @@ class Precision:
             self.scalers[name] = torch.amp.GradScaler(self.device_type, enabled=self.use_scaler)
         return self.scalers[name]
 
-    def step(self, loss, optimizer, name):
-        """backward + optimizer step, with a GradScaler of its own per optimizer ``name``."""
+    def scale(self, loss, name):
+        """``loss`` scaled for its backward pass (fp16; unchanged otherwise), by the
+        GradScaler of optimizer ``name``."""
+        return self._scaler(name).scale(loss)
+
+    def step(self, optimizer, name):
+        """``optimizer.step()`` with the scaled gradients unscaled (fp16; a plain step otherwise)."""
         scaler = self._scaler(name)
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 

@@ -5,23 +5,19 @@ it appends to) fails at its start instead, with one message and nothing written.
 """
 import os
 
-from ..reporting import records
 from . import atomic, checkpoint
 from .errors import UserError
 
 
-def check_outputs(files=(), logs=(), folders=()):
+def check_outputs(files=(), folders=()):
     """Fail unless every output can be written; remove dead runs' temporary files.
 
-    ``files`` are replaced whole (checkpoints), ``logs`` are extended (``.csv`` metric
-    logs and ``.json`` run records: their present content must parse), ``folders``
-    receive new files. Folders are created.
+    ``files`` are written (replaced whole, or extended: a log's present content is the
+    caller's to check), ``folders`` receive new files. Folders are created.
     """
-    for path in (*files, *logs):
+    for path in files:
         check_file_target(path)
-    for path in logs:
-        read_log(path)
-    folders = sorted({os.path.dirname(p) or "." for p in (*files, *logs)} | set(folders))
+    folders = sorted({os.path.dirname(p) or "." for p in files} | set(folders))
     for folder in folders:  # all checked before any is created
         error = checkpoint.blocked_folder(folder)
         if error:
@@ -39,11 +35,3 @@ def check_file_target(path):
     if os.path.lexists(path) and not os.path.islink(path) and not os.path.isfile(path):
         raise UserError(f"{path} is not a regular file (a device, socket or pipe), but this run "
                         f"writes a file there. Remove it, then start again.")
-
-
-def read_log(path):
-    """Parse an existing log as the run will when it appends to it."""
-    if path.endswith(".json"):
-        records.read_run_records(path)
-    elif os.path.exists(path):
-        records.read_csv_rows(path)

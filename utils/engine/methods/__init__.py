@@ -1,0 +1,21 @@
+"""How student and generator play one round: one file per method.
+
+A method holds its round (``play_round``), its flags and their defaults, the suffix of
+its files and the label of its row in the results table. ``METHODS`` is the one registry
+that the scripts' flags, ``benchmarks/paper_table.py``, ``get_results.py`` and the
+results table read: a new method is a file here, a line below, and its test.
+"""
+from ..game import Method
+from .dafl import DAFL
+from .dfad import DFAD
+from .kd import KD
+from .random_generator import RandomGenerator
+
+METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, KD)}
+ROW_ORDER = [method.row_label({}) for method in METHODS.values()]  # the results table's rows
+
+
+def row_label(record):
+    """The results table's row of a run record: its method's label, given its arguments."""
+    args = record.get("args", {})
+    return METHODS[record.get("method", "dfad")].row_label(args)

@@ -1,0 +1,25 @@
+"""The paper's "random generator" baseline: the generator keeps its random initialisation
+and never moves; the student imitates the teacher (same L1 as DFAD) on its samples."""
+import torch
+import torch.nn as nn
+
+from ..game import STUDENT_STEPS, Method
+from .dfad import student_step
+
+
+class RandomGenerator(Method):
+    name, label = "random", "random"
+    summary = "the generator stays at its random initialisation"
+
+    def __init__(self, args, experiment, batch_size):
+        # Its BatchNorm layers stop tracking running statistics: the generator's state_dict
+        # stays bit-identical, while its samples are normalised with batch statistics in
+        # the game, as DFAD's generator draws them.
+        for m in experiment.generator.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats = False
+
+    def play_round(self, p, batch_size):
+        for _ in range(STUDENT_STEPS):
+            loss_S = student_step(p, p.generate(p.noise(batch_size)))
+        return loss_S, torch.zeros((), device=loss_S.device)
