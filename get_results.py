@@ -5,10 +5,13 @@
                                                      # (baselines' logs are named, not tabled: --methods)
     python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
     python get_results.py --methods --log_dir 'runs/paper_table/*/log'   # benchmarks/paper_table.py's cells
+    python get_results.py --methods --log_dir results/records/digits     # a grid's committed records
+    python get_results.py --fill_tables README.md    # rewrite the README's marked tables from their records
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
 JSON file beside it adds each run's teacher score, method, last epoch and the student
 chosen without labels. The --methods table is the one benchmarks/paper_table.py writes.
+Standard deviations are sample ones (ddof=1), as papers report them.
 """
 import argparse
 import glob
@@ -19,13 +22,14 @@ import numpy as np
 from utils.engine import methods
 from utils.reporting import table as paper_table
 from utils.runtime import cli
-from utils.reporting.records import read_csv_rows, read_run_records
+from utils.reporting.records import atomic_write_text, read_csv_rows, read_run_records
 from utils.runtime.errors import UserError
 
 def summarize(rows):
     best = np.array([max(row) for row in rows])
     last = np.array([row[-1] for row in rows])
-    return {"runs": len(rows), "mean": best.mean(), "std": best.std(), "best": best.max(),
+    return {"runs": len(rows), "mean": best.mean(), "std": best.std(ddof=1) if len(rows) > 1 else 0.0,
+            "best": best.max(),
             "last_mean": last.mean(), "best_per_run": best.tolist()}
 
 
@@ -55,7 +59,7 @@ def log_identity(path, records):
 
 def table(paths):
     """The DFAD runs' summary, one row per CSV log; returns it and the baseline logs it leaves out."""
-    lines = ["| dataset | teacher | student best (mean +- std) | student last | runs | paper teacher | paper student |",
+    lines = ["| dataset | teacher | student best (mean +- sample std) | student last | runs | paper teacher | paper student |",
              "|---|---|---|---|---|---|---|"]
     baselines = []
     for path in paths:
@@ -80,14 +84,20 @@ def main(argv=None):
                         help="where the logs are, for the table; with --methods also a pattern such as "
                              "'runs/paper_table/*/log' (default: log)")
     parser.add_argument("--methods", action="store_true",
-                        help="the methods table (dfad, random, dafl, KD; best, last, label-free) of "
-                             "benchmarks/paper_table.py, from every log/DFAD-*.json")
+                        help="the methods table (one row per method and variant; best, last, label-free, "
+                             "last-5 mean, last-10 std) of benchmarks/paper_table.py, from every run record "
+                             "in --log_dir: logs DFAD-*.json and committed records <cell>.json")
+    parser.add_argument("--fill_tables", metavar="FILE", default=None,
+                        help="rewrite every table of FILE between <!-- table: <records folder> --> and "
+                             "<!-- /table --> (folders relative to FILE's) from the records in that folder")
     args = parser.parse_args(argv)
+    if args.fill_tables:
+        return fill_tables(args.fill_tables)
     if args.methods:
         pairs = paper_table.records_in(args.log_dir)
         if not pairs:
             raise UserError(f"no DFAD run records in {args.log_dir}/ yet; run a DFAD script first.")
-        print("\n".join(paper_table.markdown(paper_table.group(pairs, methods.row_label), methods.ROW_ORDER)))
+        print("\n".join(paper_table.report(pairs, methods)))
         return None
     if args.log is None:
         paths = sorted(glob.glob(os.path.join(args.log_dir, "DFAD-*.csv")))
@@ -105,6 +115,28 @@ def main(argv=None):
     s = summarize(load(args.log))
     print(summary_line(s))
     return s
+
+
+def fill_tables(path):
+    """Rewrite the marked tables of ``path`` from their records; returns the folders."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        root = os.path.dirname(os.path.abspath(path))
+        folders = [folder for folder, _, _ in paper_table.marked_tables(text)]
+        filled = paper_table.fill_marked_tables(text, root, methods)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"Cannot read {path}: {getattr(e, 'strerror', None) or e}.") from None
+    except ValueError as e:
+        raise UserError(f"{path}: {e}. Each table is <!-- table: <folder of records> -->, the table, then "
+                        f"<!-- /table -->, the folder relative to {path}'s and holding records.") from None
+    if not folders:
+        raise UserError(f"{path} marks no table: put <!-- table: results/records/<grid> --> and "
+                        f"<!-- /table --> (on lines of their own) where a grid's table goes.")
+    if filled != text:
+        atomic_write_text(path, filled)
+    print(f"{'rewrote' if filled != text else 'unchanged'}: {path} ({', '.join(folders)})")
+    return folders
 
 
 def summary_line(s):

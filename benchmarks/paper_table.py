@@ -7,8 +7,17 @@ run per cell (as subprocesses, as a user runs them), then results/paper_table.md
 A method is dfad, random, dafl, kd (KD-ORI: the teacher's own training set) or
 kd:<x>, KD on x: another data set the script loads (e.g. kd:digits for an MNIST teacher)
 or a folder of images, given relatively or absolutely (its cells are named
-kd-<folder name>-<hash of its absolute path>). Teachers must exist
-(checkpoint/teacher/<dataset>-<model>.pt; train_teacher.py makes them).
+kd-<folder name>-<hash of its absolute path>); any of them may be followed by options of
+the round, +ema (the bare --student_ema flag) and +replay (the bare --replay flag), each a
+row of its own: dfad+ema, dfad+replay, dfad+ema+replay (cells named dfad_ema_replay).
+Teachers must exist (checkpoint/teacher/<dataset>-<model>.pt; train_teacher.py makes them).
+
+--records DIR (e.g. results/records/digits) keeps the grid's records to commit: each
+measured cell's run record is copied to DIR/<cell>.json (a small JSON file: scores,
+per-epoch history, arguments, device, code commit, teacher sha256), a cell whose record
+is there counts as measured even without its folder, and the table, curves.csv and
+curves.png are written in DIR and hold every record there. So `--budget_minutes 0
+--records DIR` rebuilds the table from the committed records alone.
 
 Each cell runs in a folder of its own, runs/paper_table/<dataset>-<method>-e<epochs>x<itrs>
 -b<batch>-seed<seed>/ (its checkpoints, log/ and output.log), so cells can run side by
@@ -73,17 +82,40 @@ def script_datasets(dataset):
     return next(a.choices for a in script_parser(dataset)._actions if a.dest == "dataset")
 
 
+def split_method(method):
+    """A --methods entry as (method[:x], its options in ``methods.VARIANTS`` order, once
+    each): dfad+replay+ema is ('dfad', ['ema', 'replay'])."""
+    base, options = method, set()
+    while True:
+        head, plus, option = base.rpartition("+")
+        if not plus or option not in methods.VARIANTS:
+            return base, [o for o in methods.VARIANTS if o in options]
+        base = head
+        options.add(option)
+
+
 def check_method(method):
-    name, colon, transfer = method.partition(":")
+    name, colon, transfer = split_method(method)[0].partition(":")
     if name not in methods.METHODS or (colon and (name != "kd" or not transfer)):
-        raise UserError(f"unknown method {method}: use dfad, random, dafl, kd, or kd:<x> with x a data "
-                        f"set of the script or a folder of images.")
+        raise UserError(f"unknown method {method}: use {', '.join(methods.METHODS)}, or kd:<x> with x a data "
+                        f"set of the script or a folder of images, each optionally followed by "
+                        f"{' '.join('+' + o for o in methods.VARIANTS)} (e.g. dfad+ema).")
+
+
+def check_options(method, dataset):
+    """The script of ``dataset`` must have the flag of each option of ``method``."""
+    known = {flag for action in script_parser(dataset)._actions for flag in action.option_strings}
+    for option in split_method(method)[1]:
+        flag = "--" + methods.VARIANTS[option]
+        if flag not in known:
+            raise UserError(f"--methods {method}: {SCRIPTS[dataset]} has no {flag} flag, which +{option} "
+                            f"turns on; leave +{option} out or update the project.")
 
 
 def transfer_of(method, dataset):
     """kd:<x>'s transfer set as the cell gets it: a data set its script loads, or a folder
     made absolute (the cell runs in a folder of its own); None without one."""
-    transfer = method.partition(":")[2]
+    transfer = split_method(method)[0].partition(":")[2]
     if not transfer:
         return None
     if transfer in script_datasets(dataset):
@@ -96,9 +128,10 @@ def transfer_of(method, dataset):
 
 
 def cell_args(args, dataset, method, seed):
-    name, transfer = method.partition(":")[0], transfer_of(method, dataset)
-    label = name if transfer is None else f"{name}-{kd.transfer_tag(transfer)}"
-    return {"dataset": dataset, "method": name, "transfer_set": transfer, "seed": seed,
+    (base, options), transfer = split_method(method), transfer_of(method, dataset)
+    name = base.partition(":")[0]
+    label = (name if transfer is None else f"{name}-{kd.transfer_tag(transfer)}") + "".join(f"_{o}" for o in options)
+    return {"dataset": dataset, "method": name, "transfer_set": transfer, "options": options, "seed": seed,
             "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size,
             "folder": os.path.join(args.work_dir, f"{dataset}-{label}-e{args.epochs}x"
                                    f"{args.epoch_itrs}-b{args.batch_size}-seed{seed}")}
@@ -115,11 +148,34 @@ def log_json(cell):
 
 def matches(record, cell):
     saved = record.get("args", {})
-    return saved.get("dataset") == cell["dataset"] and all(saved.get(k) == cell[k] for k in GRID_ARGS)
+    return (saved.get("dataset") == cell["dataset"] and all(saved.get(k) == cell[k] for k in GRID_ARGS)
+            and methods.variant_options(saved) == cell["options"])
 
 
-def done(cell):
+def committed(cell, records_dir):
+    """Where --records keeps the cell's record."""
+    return os.path.join(records_dir, cell_name(cell) + ".json")
+
+
+def logged(cell):
+    """The cell's records in its own log (the last one is the latest)."""
     return [r for r in records.read_run_records(log_json(cell)) if matches(r, cell)]
+
+
+def done(cell, records_dir=None):
+    """The cell's records: in its log, else the one committed in ``records_dir``."""
+    found = logged(cell)
+    if not found and records_dir and os.path.isfile(committed(cell, records_dir)):
+        found = [r for r in [records.read_run_record(committed(cell, records_dir))] if matches(r, cell)]
+    return found
+
+
+def export(grid, records_dir):
+    """Copy each measured cell's latest logged record to ``records_dir``/<cell>.json."""
+    written = [cell_name(c) for c in grid for r in logged(c)[-1:]
+               if records.write_run_record(committed(c, records_dir), r)]
+    if written:
+        print(f"records written to {records_dir}/: {', '.join(written)}", flush=True)
 
 
 def command(cell, args):
@@ -131,6 +187,7 @@ def command(cell, args):
              "--no_visdom"]
     if cell["transfer_set"]:
         flags += ["--transfer_set", cell["transfer_set"]]
+    flags += ["--" + methods.VARIANTS[option] for option in cell["options"]]  # bare: the option's default
     if glob.glob(os.path.join(cell["folder"], "checkpoint", "student", "*-last.pt")):
         flags.append("--resume")  # stopped earlier: go on where it was
     return [sys.executable, os.path.join(ROOT, SCRIPTS[cell["dataset"]]), *map(str, flags), *args.extra]
@@ -256,22 +313,15 @@ def plot(cells, path):
     plt.close(fig)
 
 
-def hardware(pairs):
-    """The devices the measured cells ran on (from their records), for the table's footnote."""
-    counts = {}
-    for _, record in pairs:
-        name = record.get("device", "device not recorded")
-        counts[name] = counts.get(name, 0) + 1
-    return "; ".join(f"{name}: {n} cell{'s' if n > 1 else ''}" for name, n in sorted(counts.items()))
-
-
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["digits"], choices=sorted(SCRIPTS),
                         help="data sets (default: digits)")
     parser.add_argument("--methods", nargs="+", default=["dfad", "random", "dafl", "kd"],
-                        help="dfad, random, dafl, kd (KD-ORI) or kd:<x>, x a data set the script loads or a "
-                             "folder of images (default: dfad random dafl kd)")
+                        help=f"{', '.join(methods.METHODS)} (kd: KD-ORI) or kd:<x>, x a data set the script "
+                             f"loads or a folder of images, each optionally followed by "
+                             f"{' '.join('+' + o for o in methods.VARIANTS)} (e.g. dfad+ema: a row of its own) "
+                             f"(default: dfad random dafl kd)")
     parser.add_argument("--seeds", nargs="+", type=cli.seed_value, default=[1, 2, 3], help="default: 1 2 3")
     parser.add_argument("--epochs", type=cli.positive_int, default=20, help="default: 20")
     parser.add_argument("--epoch_itrs", type=cli.positive_int, default=50, help="default: 50")
@@ -284,6 +334,11 @@ def get_args_parser():
     parser.add_argument("--budget_minutes", type=cli.non_negative_float, default=None,
                         help="start no new cell after this much wall time (default: no limit; "
                              "0: only write the table from the cells that exist)")
+    parser.add_argument("--records", metavar="DIR", default=None,
+                        help="copy each measured cell's run record to DIR/<cell>.json (to commit, e.g. "
+                             "results/records/digits), count a cell recorded there as measured, and write "
+                             "the table and curves of every record in DIR into DIR (default: no copies; "
+                             "the table of this grid's cells in results/)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="flags passed to every script run (last on the line)")
     return parser
@@ -316,27 +371,32 @@ def measured_in(path):
     return sum(int(row[3]) for row in rows if len(row) > 4 and row[3].strip().isdigit())
 
 
-def keep_reason(cells, measured):
+def results_of(args):
+    """Where the table, curves.csv and curves.png go: beside the records with --records."""
+    return [os.path.join(args.records, os.path.basename(p)) for p in RESULTS] if args.records else RESULTS
+
+
+def keep_reason(cells, measured, results=RESULTS):
     """Why the results already written must stay (None: replace them)."""
     if cells.failed:
         return f"{len(cells.failed)} cell{'s' if len(cells.failed) > 1 else ''} failed"
-    existing = measured_in(RESULTS[0])
+    existing = measured_in(results[0])
     if measured < existing:
-        return f"the new table holds {measured} measured cells, {RESULTS[0]} {existing}"
+        return f"the new table holds {measured} measured cells, {results[0]} {existing}"
     return None
 
 
-def write_results(by_method, text):
+def write_results(by_method, text, results=RESULTS):
     """The table, the curves and their plot; a plot of other runs is not left behind."""
-    records.atomic_write_text(RESULTS[0], text)
-    lines = curves(by_method, RESULTS[1])
-    written = RESULTS[:2]
+    records.atomic_write_text(results[0], text)
+    lines = curves(by_method, results[1])
+    written = results[:2]
     if len(lines) > 1:
-        plot(by_method, RESULTS[2])
-        written.append(RESULTS[2])
-    elif os.path.isfile(RESULTS[2]):
-        atomic.remove_quietly(RESULTS[2])
-        print(f"removed {RESULTS[2]}: no curves to draw", flush=True)
+        plot(by_method, results[2])
+        written.append(results[2])
+    elif os.path.isfile(results[2]):
+        atomic.remove_quietly(results[2])
+        print(f"removed {results[2]}: no curves to draw", flush=True)
     print("wrote " + ", ".join(written), flush=True)
 
 
@@ -358,39 +418,54 @@ def failure_report(failed):
     return "\n".join(parts)
 
 
-def summary_note(args, grid, pairs, cells):
+def summary_note(args, grid, measured, pairs, cells):
     not_run = [f"{len(cells.skipped)} not run (time budget or stop)"] if cells.skipped else []
     not_run += [f"{len(cells.busy)} running in another grid"] if cells.busy else []
     not_run += [f"{len(cells.failed)} failed"] if cells.failed else []
-    return (f"\n{len(pairs)} of {len(grid)} cells measured (epochs {args.epochs} x {args.epoch_itrs} "
-            f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))}; "
-            f"ran on {hardware(pairs) or '-'})" + "".join(f"; {n}" for n in not_run) + ".\n")
+    held = f"; the table holds the {len(pairs)} records in {args.records}" if args.records else ""
+    return (f"\n{len(measured)} of {len(grid)} cells measured (epochs {args.epochs} x {args.epoch_itrs} "
+            f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))})"
+            + "".join(f"; {n}" for n in not_run) + held + ".\n")
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     for method in args.methods:
         check_method(method)
-    grid = [cell_args(args, dataset, method, seed)
-            for seed in args.seeds for dataset in args.datasets for method in args.methods]
-    todo = [cell for cell in grid if not done(cell)]
+    cells_by_folder = {}  # dfad+replay+ema and dfad+ema+replay are one cell
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            for method in args.methods:
+                cell = cell_args(args, dataset, method, seed)
+                cells_by_folder.setdefault(cell["folder"], (cell, method))
+    grid = [cell for cell, _ in cells_by_folder.values()]
+    todo = [cell for cell in grid if not done(cell, args.records)]
     teachers = {cell["dataset"]: teacher_of(cell["dataset"]) for cell in todo}
     missing = {d: path for d, path in teachers.items() if not os.path.isfile(path)}
-    if missing and args.budget_minutes != 0:
-        raise UserError("no teacher for " + ", ".join(f"{d} ({p})" for d, p in missing.items())
-                        + ": train it first, e.g. `python train_teacher.py --dataset <dataset> ...` "
-                          "(see the README), or leave the data set out of --datasets.")
+    if args.budget_minutes != 0:
+        if missing:
+            raise UserError("no teacher for " + ", ".join(f"{d} ({p})" for d, p in missing.items())
+                            + ": train it first, e.g. `python train_teacher.py --dataset <dataset> ...` "
+                              "(see the README), or leave the data set out of --datasets.")
+        for cell, method in cells_by_folder.values():
+            if cell in todo:
+                check_options(method, cell["dataset"])
 
     cells = run_cells(todo, args)
-    pairs = [(log_json(c), r) for c in grid for r in done(c)[-1:]]
+    if args.records:
+        export(grid, args.records)
+    measured = [cell for cell in grid if done(cell, args.records)]
+    pairs = (table.records_in(args.records) if args.records
+             else [(log_json(c), r) for c in measured for r in done(c)[-1:]])
     by_method = table.group(pairs, methods.row_label)
-    text = "\n".join(table.markdown(by_method, methods.ROW_ORDER)) + "\n" + summary_note(args, grid, pairs, cells)
+    text = "\n".join(table.report(pairs, methods)) + "\n" + summary_note(args, grid, measured, pairs, cells)
     print(text)
-    reason = keep_reason(cells, len(pairs))
+    results = results_of(args)
+    reason = keep_reason(cells, len(pairs), results)
     if reason:
-        print(f"Not replaced: {', '.join(RESULTS)} ({reason}); the table above is only printed.", flush=True)
+        print(f"Not replaced: {', '.join(results)} ({reason}); the table above is only printed.", flush=True)
     else:
-        write_results(by_method, text)
+        write_results(by_method, text, results)
     if cells.failed:
         print(failure_report(cells.failed), file=sys.stderr, flush=True)
         if not cells.stopped_by:

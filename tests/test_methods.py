@@ -122,6 +122,18 @@ def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     assert (tmp_path / "checkpoint" / "student" / "unit-tiny-dafl-labelfree.pt").is_file()
 
 
+@pytest.mark.parametrize("flags,optimizer,weight_decay", [
+    ([], torch.optim.SGD, 1e-4),                                    # dfad: the script's default
+    (["--method", "dafl"], torch.optim.Adam, 0.0),                  # DAFL's MNIST recipe: none
+    (["--method", "dafl", "--weight_decay", "1e-3"], torch.optim.Adam, 1e-3),   # the flag wins
+    (["--method", "dafl", "--dataset", "digits"], torch.optim.Adam, 0.0)])
+def test_the_student_optimizer_follows_the_method_recipe(flags, optimizer, weight_decay):
+    args = DFAD_mnist.get_args_parser().parse_args(["--no_visdom", *flags])
+    players, _ = dfad.build_players(args, tiny_experiment(*networks()), CPU)
+    assert type(players.optimizer_S) is optimizer
+    assert players.optimizer_S.param_groups[0]["weight_decay"] == weight_decay == args.weight_decay
+
+
 def test_dafl_refuses_a_teacher_without_features():
     class NoFeatures(torch.nn.Module):
         def forward(self, x):

@@ -1,6 +1,7 @@
 """benchmarks/paper_table.py on a tiny grid: both methods' rows, cells side by side in
 folders of their own, resumable (finished cells are kept, stopped ones go on from their
--last.pt); get_results prints the same table."""
+-last.pt); get_results prints the same table; --records keeps the records to commit, from
+which alone the table is made again; variants (dfad+ema) are cells and rows of their own."""
 import fcntl
 import importlib.util
 import json
@@ -46,7 +47,7 @@ def test_tiny_grid_writes_the_table_and_resumes(in_tmp_dir, capsys):
     rows = [line for line in text.splitlines() if line.startswith("| digits")]
     assert [r.split("|")[2].strip() for r in rows] == ["dfad", "KD-ORI"]
     assert all(r.split("|")[3].strip() == "2" for r in rows)       # two seeds each
-    assert "4 of 4 cells measured" in text and "cores: 4 cells)" in text   # the device each record names
+    assert "4 of 4 cells measured" in text and re.search(r"Ran on: .*cores \(4 runs\)", text)   # from the records
     curves = (in_tmp_dir / "results" / "curves.csv").read_text().splitlines()
     assert curves[1:] == [c for c in curves[1:] if c.startswith("digits,")] and len(curves) == 1 + 2 * 2
     assert (in_tmp_dir / "results" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -66,6 +67,26 @@ def test_tiny_grid_writes_the_table_and_resumes(in_tmp_dir, capsys):
     get_results.main(["--methods", "--log_dir", "runs/paper_table/*/log"])
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed == text.strip().splitlines()[:len(printed)]
+
+    # the records to commit, copied from the cells' logs; then the table from them alone
+    records = in_tmp_dir / "results" / "records" / "tiny"
+    paper_table.main(grid + ["--budget_minutes", "0", "--records", str(records)])
+    assert sorted(p.name for p in records.iterdir()) == sorted(
+        [f"digits-{m}-e2x1-b8-seed{s}.json" for m in ("dfad", "kd") for s in (1, 2)]
+        + ["curves.csv", "curves.png", "paper_table.md"])
+    committed = json.loads((records / "digits-kd-e2x1-b8-seed2.json").read_text())
+    assert committed == json.loads((cell / "log" / "DFAD-digits-kd.json").read_text())[-1]
+    assert {"best", "last", "labelfree", "history", "args", "device", "commit", "dirty", "teacher_sha256"} <= set(committed)
+    from_logs = (records / "paper_table.md").read_text()
+    assert from_logs.split("\n\n4 of 4")[0] == text.split("\n\n4 of 4")[0]   # the same table and footnote
+    (in_tmp_dir / "runs").rename(in_tmp_dir / "elsewhere")
+    (in_tmp_dir / "checkpoint").rename(in_tmp_dir / "no_teacher")
+    capsys.readouterr()
+    paper_table.main(grid + ["--budget_minutes", "0", "--records", str(records)])
+    assert "started:" not in capsys.readouterr().out
+    assert (records / "paper_table.md").read_text() == from_logs
+    get_results.main(["--methods", "--log_dir", str(records)])
+    assert from_logs.startswith(capsys.readouterr().out)
 
 
 def test_a_stopped_grid_keeps_its_cells_and_goes_on(in_tmp_dir):
@@ -127,6 +148,30 @@ def test_folder_transfer_sets_get_a_safe_cell_name(tmp_path, monkeypatch):
         with pytest.raises(UserError, match=re.escape(message)):
             paper_table.check_method(method)
             paper_table.cell_args(args, "digits", method, 1)
+
+
+def test_variants_are_cells_and_rows_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paper_table = load_paper_table()
+    args = paper_table.get_args_parser().parse_args(TINY_GRID)
+    cell = paper_table.cell_args(args, "digits", "dfad+replay+ema", 1)
+    assert cell == paper_table.cell_args(args, "digits", "dfad+ema+replay+ema", 1)
+    assert paper_table.cell_name(cell) == "digits-dfad_ema_replay-e1x1-b8-seed1"
+    assert paper_table.cell_name(paper_table.cell_args(args, "digits", "kd:mnist+ema", 1)) == "digits-kd-mnist_ema-e1x1-b8-seed1"
+    flags = paper_table.command(cell, args)
+    assert flags[flags.index("--method") + 1] == "dfad"
+    for bare in ("--student_ema", "--replay"):                                   # no value: the option's default
+        assert all(f.startswith("--") for f in flags[flags.index(bare) + 1:flags.index(bare) + 2])
+    saved = {"dataset": "digits", "method": "dfad", "transfer_set": None, "seed": 1, "epochs": 1, "epoch_itrs": 1,
+             "batch_size": 8}
+    assert paper_table.matches({"args": dict(saved, student_ema=0.999, replay=2000)}, cell)
+    assert not paper_table.matches({"args": dict(saved, student_ema=0.999)}, cell)
+    assert paper_table.matches({"args": saved}, paper_table.cell_args(args, "digits", "dfad", 1))
+    with pytest.raises(UserError, match=re.escape("unknown method dfad+warp: use dfad, random, dafl, kd")):
+        paper_table.check_method("dfad+warp")
+    monkeypatch.setitem(paper_table.methods.VARIANTS, "warp", "warp_drive")       # an option the script lacks
+    with pytest.raises(UserError, match=re.escape("--methods dfad+warp: DFAD_mnist.py has no --warp_drive flag")):
+        paper_table.check_options("dfad+warp", "digits")
 
 
 def test_an_unknown_transfer_set_is_refused_before_any_cell(tmp_path):

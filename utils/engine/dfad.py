@@ -138,6 +138,8 @@ def run(args, exp, device):
         return test_only(args, exp, files, device, plotter)
     if distributed.is_main():
         check_outputs(files, method_class)
+    # taken before training: the code and teacher that ran, should either change during the run
+    origin = records.provenance(args.ckpt) if distributed.is_main() else None
     players, schedulers = build_players(args, exp, device)
     monitor = Monitor(args.nz, device, files.labelfree)
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
@@ -174,7 +176,7 @@ def run(args, exp, device):
 
     plotter.close()
     if distributed.is_main():
-        log_run(args, exp, run, teacher_score, time.time() - started, device)
+        log_run(args, exp, run, teacher_score, time.time() - started, device, origin)
     return run.best
 
 
@@ -348,15 +350,16 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def log_run(args, exp, run, teacher_score, seconds, device):
-    """One CSV row (the reference's per-epoch metric list) and one JSON record per run."""
+def log_run(args, exp, run, teacher_score, seconds, device, origin):
+    """One CSV row (the reference's per-epoch metric list) and one JSON record per run;
+    ``origin`` (:func:`records.provenance`) traces it to the code and the teacher."""
     lf = run.monitor.labelfree
     records.log_run(*run.files.logs, run.history, {
         "metric": exp.metric_name, "teacher": teacher_score, "best": run.best, "last": run.history[-1],
         "epochs": len(run.history), "seconds": seconds, "args": vars(args), "run_id": run.run_id,
         "method": run.method.name, "device": records.device_name(device), "labelfree": lf["test"],
         "labelfree_epoch": lf["epoch"], "labelfree_agreement": lf["agreement"],
-        "diagnostics": run.monitor.diagnostics, "history": run.history})
+        "diagnostics": run.monitor.diagnostics, "history": run.history, **origin})
     print(f"Last {exp.metric_name}={run.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
           f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {run.files.labelfree})")
     print(f"Best {exp.metric_name}={run.best:.6f}")

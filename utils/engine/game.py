@@ -112,6 +112,7 @@ class Method:
     name = ""
     label = ""
     summary = ""             # one line for --help
+    note = ""                # disclosed under every results table that shows this method's row
     uses_generator = True  # False: the generator never plays, so it is neither saved nor drawn
 
     @classmethod

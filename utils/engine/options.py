@@ -31,13 +31,14 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
     """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
     parser = DFADArgumentParser(description=description, formatter_class=cli.HelpFormatter)
     parser.teacher_model = teacher_model
-    parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G, "optimizer_S": "sgd"}
+    parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G, "optimizer_S": "sgd", "weight_decay": weight_decay}
+    per_method = "; a method may bring its own, see --method"
     cli.add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
-                        weight_decay=weight_decay, dataset=dataset, datasets=datasets, step_size=step_size,
-                        channels_last=channels_last)
+                        weight_decay=None, dataset=dataset, datasets=datasets, step_size=step_size,
+                        channels_last=channels_last,
+                        weight_decay_help=f"the student's weight decay (default: {weight_decay}{per_method})")
     parser.add_argument("--epoch_itrs", type=cli.positive_int, default=epoch_itrs,
                         help="outer iterations (5 student steps + 1 generator step) per epoch")
-    per_method = "; a method may bring its own, see --method"
     parser.add_argument("--lr_S", type=cli.positive_float, default=None,
                         help=f"student learning rate (default: {lr_S}{per_method})")
     parser.add_argument("--lr_G", type=cli.positive_float, default=None,

@@ -1,9 +1,11 @@
 """Run records: console lines, the per-run CSV row and the JSON run summaries."""
 import csv
+import hashlib
 import io
 import json
 import locale
 import os
+import subprocess
 
 from ..runtime import atomic
 from ..runtime.errors import UserError
@@ -21,6 +23,42 @@ def device_name(device):
     except (OSError, StopIteration):
         model = "CPU"
     return f"{model}, {os.cpu_count()} cores"
+
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GIT_SECONDS = 10
+
+
+def code_version(root=PROJECT):
+    """The project's git commit and whether tracked files outside results/ differ from it
+    (results/ holds the committed records a grid adds while it runs, not code). None for
+    both where there is no git or no repository."""
+    def git(*command):
+        return subprocess.run(["git", "-C", root, *command], capture_output=True, text=True,
+                              timeout=GIT_SECONDS, check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(changed.strip())}
+
+
+def file_sha256(path):
+    """The SHA-256 of a file (e.g. the teacher checkpoint), None where it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def provenance(teacher_path):
+    """What a run record needs to be traced: the code's commit and the teacher's hash."""
+    return {**code_version(), "teacher_sha256": file_sha256(teacher_path)}
 
 
 def format_seconds(seconds):
@@ -136,6 +174,36 @@ def read_run_records(path):
         raise UserError(f"{path} is not a run record: it should hold a JSON list of objects. Move it "
                         f"away or repair it.")
     return records
+
+
+def read_run_record(path):
+    """The one run record (a JSON object) committed at ``path``; anything else is an error
+    naming it."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path} is not a readable run record ({_reason(e)}). Move it away or "
+                        f"repair it.") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not a run record: it should hold one JSON object, as "
+                        f"benchmarks/paper_table.py --records writes them. Move it away or repair it.")
+    return record
+
+
+def write_run_record(path, record):
+    """Commit-ready copy of one run record at ``path`` (rewritten only when it changed, so
+    that an unchanged record keeps its file untouched); returns whether it was written."""
+    text = json.dumps(record, indent=1, default=str) + "\n"
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    atomic_write_text(path, text)
+    return True
 
 
 def _reason(error):

@@ -91,7 +91,7 @@ def new_parser(description):
 
 
 def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
-                    dataset, datasets, step_size, channels_last=False):
+                    dataset, datasets, step_size, channels_last=False, weight_decay_help="SGD weight decay"):
     """Flags every script has (teacher training and DFAD). ``channels_last`` is the
     script's default memory format: the DFAD scripts turn it on (benchmarks/bench_game.py
     measured NHWC faster for every game, README, Speed); teacher training keeps NCHW."""
@@ -100,7 +100,7 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="evaluation batch size")
     parser.add_argument("--epochs", type=positive_int, default=epochs, help="number of epochs")
     parser.add_argument("--weight_decay", type=non_negative_float, default=weight_decay,
-                        help="SGD weight decay")
+                        help=weight_decay_help)
     parser.add_argument("--momentum", type=momentum_value, default=0.9, help="SGD momentum")
     parser.add_argument("--data_root", default="data", help="folder holding the data sets")
     parser.add_argument("--dataset", default=dataset, choices=datasets, help="data set")

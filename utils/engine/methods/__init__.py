@@ -14,8 +14,19 @@ from .random_generator import RandomGenerator
 METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, KD)}
 ROW_ORDER = [method.row_label({}) for method in METHODS.values()]  # the results table's rows
 
+# Options of the round that any method can take, each a row of its own in the results
+# table (dfad+ema) and a method of benchmarks/paper_table.py --methods: its name there and
+# the argument that turns it on (a number, 0 or absent: off; the bare flag: on).
+VARIANTS = {"ema": "student_ema", "replay": "replay"}
+
+
+def variant_options(args):
+    """The options a run's arguments turn on, in ``VARIANTS`` order."""
+    return [name for name, dest in VARIANTS.items() if (args.get(dest) or 0) > 0]
+
 
 def row_label(record):
-    """The results table's row of a run record: its method's label, given its arguments."""
+    """The results table's row of a run record: its method's label, given its arguments,
+    then +<option> for each option it ran with (dfad+ema+replay)."""
     args = record.get("args", {})
-    return METHODS[record.get("method", "dfad")].row_label(args)
+    return "+".join([METHODS[record.get("method", "dfad")].row_label(args), *variant_options(args)])
