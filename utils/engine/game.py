@@ -113,6 +113,7 @@ class Method:
     label = ""
     summary = ""             # one line for --help
     uses_generator = True  # False: the generator never plays, so it is neither saved nor drawn
+    captures_in_cuda_graph = False  # True: every round is the same GPU work (--cuda_graph may replay it)
 
     @classmethod
     def suffix(cls):
