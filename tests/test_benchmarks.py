@@ -1,6 +1,9 @@
 """The speed helpers a user runs: bench_game.py --recommend and run_mnist.sh's estimate."""
 import sys
 
+import pytest
+import torch
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -23,6 +26,27 @@ def test_script_flags_are_the_scripts_spelling():
     assert bench_game.script_flags("plain") == ["--no_channels_last"]
     assert bench_game.script_flags("bf16+channels_last") == ["--channels_last", "--amp", "bf16"]
     assert bench_game.script_flags("channels_last+compile") == ["--channels_last", "--compile"]
+    assert bench_game.script_flags("bf16+channels_last+graph") == ["--channels_last", "--amp", "bf16", "--cuda_graph"]
+    # "default" is what the script resolves without speed flags on that device
+    assert bench_game.script_flags("default", "mnist", torch.device("cuda")) == ["--no_channels_last"]
+    assert bench_game.script_flags("default", "mnist", torch.device("cpu")) == ["--channels_last"]
+
+
+def test_cpu_check_is_the_reference_beside_the_default_at_two_batch_sizes():
+    args = bench_game.parse_args(["--cpu_check"])
+    assert (args.configs, args.batch_sizes, args.options, args.device) == (
+        ["mnist"], [64, 512], ["reference", "default"], "cpu")
+    assert bench_game.parse_args(["--cpu_check", "--batch_sizes", "64"]).batch_sizes == [64]
+    rows = [dict(config="mnist", batch=64, option=option, seconds=seconds, images_per_s=384 / seconds)
+            for option, seconds in (("reference", 1.39), ("default (--channels_last)", 0.91))]
+    assert list(bench_game.side_by_side(rows)) == [
+        "mnist batch 64: default (--channels_last) 0.910 s per round, 422 images/s; the reference's loop "
+        "1.390 s, 276 images/s: 0.65x its time"]
+
+
+def test_graph_options_need_a_gpu():
+    with pytest.raises(SystemExit, match="needs --device cuda"):
+        bench_game.make_iteration("mnist", "graph", 4, torch.device("cpu"))
 
 
 def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
