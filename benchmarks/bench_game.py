@@ -123,7 +123,7 @@ def make_iteration(config, option, batch_size, device):
     teacher, student, generator, nz, loss = declared(config)
     chosen = option_of(option, config, device)
     if chosen.graph and device.type != "cuda":
-        raise SystemExit(f"bench_game.py: option {option} replays CUDA graphs and needs --device cuda.")
+        raise RuntimeError(f"option {option} replays CUDA graphs and needs --device cuda")
     fmt = torch.channels_last if chosen.channels_last else torch.preserve_format
     for m in (teacher, student, generator):
         m.to(device, memory_format=fmt)
@@ -234,14 +234,23 @@ def recommend(args, device):
     return choices
 
 
-def time_options(config, options, batch_size, device, args):
+def time_options(config, options, batch_size, device, args, failures=None):
+    """Seconds per round of each option. With a ``failures`` list, an option that fails
+    (a round a CUDA graph cannot capture, say) is recorded there and the others still run."""
     timed = {}
     for option in options:
         torch.manual_seed(0)
         upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
-        with upsampling:
-            timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
-                                    args.warmup)
+        try:
+            with upsampling:
+                timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
+                                        args.warmup)
+        except RuntimeError as e:
+            if failures is None:
+                raise
+            error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            failures.append(dict(config=config, batch=batch_size, option=option, error=error))
+            print(f"{config} batch {batch_size} {option}: failed ({error})", flush=True)
     return timed
 
 
@@ -268,6 +277,9 @@ def parse_args(argv=None):
     for key, value in {"device": "cuda" if torch.cuda.is_available() else "cpu", **defaults}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    graphs = [option for option in args.options if option in GRAPH_OPTIONS]
+    if graphs and torch.device(args.device).type != "cuda":
+        parser.error(f"{', '.join(graphs)} replay CUDA graphs and need a CUDA device (--device {args.device})")
     return args
 
 
@@ -282,25 +294,17 @@ def main(argv=None):
     peak = matmul_peak(device)
     print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
           flush=True)
-    rows = []
+    rows, failures = [], []
     print("| config | batch | option | s / iteration | iterations/s | images/s | GFLOP / iteration "
           "| GFLOP/s | of peak | vs plain |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for config in args.configs:
         for batch_size in args.batch_sizes:
             flops = count_flops(config, batch_size, device)
-            timed = time_options(config, args.options, batch_size, device, args)
+            timed = time_options(config, args.options, batch_size, device, args, failures)
             for option, seconds in timed.items():
-                plain = timed.get("plain")
-                label = option_label(option, config, device)
-                row = dict(config=config, batch=batch_size, option=label, seconds=seconds,
-                           iterations_per_s=1 / seconds, images_per_s=6 * batch_size / seconds,
-                           gflop=flops / 1e9, gflops=flops / seconds / 1e9, of_peak=flops / seconds / peak,
-                           speedup_vs_plain=plain / seconds if plain else None)
-                rows.append(row)
-                speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
-                print(f"| {config} | {batch_size} | {row['option']} | {seconds:.3f} | {1 / seconds:.2f} | "
-                      f"{row['images_per_s']:.0f} | {flops / 1e9:.1f} | {row['gflops']:.0f} | "
-                      f"{row['of_peak']:.2f} | {speedup} |", flush=True)
+                rows.append(table_row(config, batch_size, option_label(option, config, device), seconds, flops, peak,
+                                      timed.get("plain")))
+            write_json(args.json, device, peak, rows, failures)  # what was measured, should a later cell fail
     for line in side_by_side(rows):
         print(line, flush=True)
     if device.type == "cuda":
@@ -309,11 +313,26 @@ def main(argv=None):
     else:  # the whole process, all configurations of this run included
         peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(f"peak resident memory of this process: {peak_memory:.2f} GiB")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory,
-                       "rows": rows}, f, indent=1)
+    write_json(args.json, device, peak, rows, failures, peak_memory)
     return rows
+
+
+def table_row(config, batch_size, option, seconds, flops, peak, plain):
+    """One row of the table (printed) and of the JSON rows."""
+    row = dict(config=config, batch=batch_size, option=option, seconds=seconds, iterations_per_s=1 / seconds,
+               images_per_s=6 * batch_size / seconds, gflop=flops / 1e9, gflops=flops / seconds / 1e9,
+               of_peak=flops / seconds / peak, speedup_vs_plain=plain / seconds if plain else None)
+    speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
+    print(f"| {config} | {batch_size} | {option} | {seconds:.3f} | {1 / seconds:.2f} | {row['images_per_s']:.0f} | "
+          f"{flops / 1e9:.1f} | {row['gflops']:.0f} | {row['of_peak']:.2f} | {speedup} |", flush=True)
+    return row
+
+
+def write_json(path, device, peak, rows, failures, peak_memory=None):
+    if path:
+        with open(path, "w") as f:
+            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory, "rows": rows,
+                       "failures": failures}, f, indent=1)
 
 
 def side_by_side(rows):

@@ -68,7 +68,7 @@ class Step:
 def game(name, limit_s, config, batch_sizes, out, options=GAME_OPTIONS):
     return Step(name, limit_s, "benchmarks/bench_game.py",
                 ["--configs", config, "--batch_sizes", *map(str, batch_sizes), "--options", *options,
-                 "--repeats", "5", "--warmup", "2", "--json", str(out / f"{name}.json")])
+                 "--repeats", "5", "--warmup", "2", "--device", "cuda", "--json", str(out / f"{name}.json")])
 
 
 def steps(out, compile_=False):

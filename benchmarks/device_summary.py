@@ -52,10 +52,11 @@ def collect(out):
     games = [load_json(path, {}) for path in sorted(out.glob("game_*.json"))]
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     rows = [row for g in games for row in g.get("rows", [])]
+    failures = [failure for g in games for failure in g.get("failures", [])]
     return {"gpu": gpus[0] if gpus else "no GPU", "gpus": len(gpus), "torch": torch.__version__,
             "cuda": torch.version.cuda, "steps": read_steps(out),
             "peak_flops": max((g["peak_flops"] for g in games if g.get("peak_flops")), default=None),
-            "game": rows, "graph_speedups": graph_speedups(rows),
+            "game": rows, "game_failures": failures, "graph_speedups": graph_speedups(rows),
             "cifar_epochs": [load_json(path, {}) for path in sorted(out.glob("work/*/epochs.json"))]}
 
 
@@ -90,6 +91,9 @@ def markdown(result):
     lines += ["", "Seconds per round (5 student steps + 1 generator step), median of the timed rounds:", "",
               "| config | batch | option | s / round | images/s | of fp32 peak | vs plain | graph vs same eager |",
               "|---|---|---|---|---|---|---|---|", *game_rows(result["game"])]
+    if result["game_failures"]:
+        lines += ["", *(f"- failed: {f['config']} batch {f['batch']} {f['option']}: {f['error']}"
+                        for f in result["game_failures"])]
     if result["graph_speedups"]:
         lines += ["", "CUDA graph (--cuda_graph), fastest option with and without it:", "",
                   "| config | batch | fastest eager | s / round | fastest graphed | s / round | speed-up | "

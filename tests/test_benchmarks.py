@@ -49,9 +49,16 @@ def test_cpu_check_is_the_reference_beside_the_default_at_two_batch_sizes():
         "1.390 s, 276 images/s: 0.65x its time"]
 
 
-def test_graph_options_need_a_gpu():
-    with pytest.raises(SystemExit, match="needs --device cuda"):
-        bench_game.make_iteration("mnist", "graph", 4, torch.device("cpu"))
+def test_graph_options_need_a_gpu_and_a_failing_option_does_not_stop_the_others(capsys):
+    with pytest.raises(SystemExit):
+        bench_game.parse_args(["--options", "plain", "graph", "--device", "cpu"])
+    assert "graph replay CUDA graphs and need a CUDA device" in capsys.readouterr().err
+    failures = []
+    args = bench_game.parse_args(["--repeats", "1", "--warmup", "0", "--device", "cpu"])
+    timed = bench_game.time_options("mnist", ["graph", "plain"], 2, torch.device("cpu"), args, failures)
+    assert list(timed) == ["plain"]
+    assert failures == [dict(config="mnist", batch=2, option="graph",
+                             error="RuntimeError: option graph replays CUDA graphs and needs --device cuda")]
 
 
 def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
@@ -110,7 +117,8 @@ def test_device_summary_writes_json_and_markdown(tmp_path):
     def row(option, seconds):
         return dict(config="mnist", batch=64, option=option, seconds=seconds, images_per_s=384 / seconds, of_peak=0.2)
     rows = [row("plain", 0.021), row("channels_last", 0.027), row("graph", 0.004), row("channels_last+graph", 0.005)]
-    (tmp_path / "game_mnist.json").write_text(json.dumps({"peak_flops": 5e13, "rows": rows}))
+    failures = [dict(config="mnist", batch=256, option="graph", error="RuntimeError: capture failed")]
+    (tmp_path / "game_mnist.json").write_text(json.dumps({"peak_flops": 5e13, "rows": rows, "failures": failures}))
     (tmp_path / "work" / "cifar_default").mkdir(parents=True)
     (tmp_path / "work" / "cifar_default" / "epochs.json").write_text(json.dumps(
         {"flags": [], "data": "generated", "epoch_seconds": [20.0, 16.2], "projected_paper_s": 8100.0}))
@@ -122,4 +130,5 @@ def test_device_summary_writes_json_and_markdown(tmp_path):
     assert "| mnist | 64 | plain | 0.0210 | 18286 | 0.20 | 1.00x | - |" in md
     assert "| mnist | 64 | plain | 0.0210 | graph | 0.0040 | 5.25x | 5.25x |" in md  # fastest with and without
     assert "| (defaults) | generated | 20.0, 16.2 | 2.2 h |" in md
+    assert "\n\n- failed: mnist batch 256 graph: RuntimeError: capture failed\n" in md
     assert result["graph_speedups"][0]["speedup"] == pytest.approx(5.25)
