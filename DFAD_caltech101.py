@@ -15,9 +15,9 @@ NUM_CLASSES = 101
 
 def get_args_parser():
     return options.dfad_parser(
-        "DFAD Caltech101", dataset="caltech101", datasets=["caltech101"], model="resnet18",
+        "DFAD Caltech101", experiment="caltech101", dataset="caltech101", datasets=["caltech101"], model="resnet18",
         models=["resnet18"], teacher_model="resnet34", batch_size=64, test_batch_size=32,
-        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100, channels_last=True)
+        epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
 
 
 def networks(args):

@@ -12,9 +12,9 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 def get_args_parser():
     return options.dfad_parser(
-        "DFAD CIFAR", dataset="cifar10", datasets=sorted(NUM_CLASSES), model="resnet18_8x",
+        "DFAD CIFAR", experiment="cifar", dataset="cifar10", datasets=sorted(NUM_CLASSES), model="resnet18_8x",
         models=["resnet18_8x"], teacher_model="resnet34_8x", batch_size=256, test_batch_size=128,
-        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100, channels_last=True)
+        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
 
 
 def networks(args):

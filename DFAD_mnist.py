@@ -13,9 +13,9 @@ from utils.runtime import checkpoint, cli
 
 def get_args_parser():
     return options.dfad_parser(
-        "DFAD MNIST", dataset="mnist", datasets=["mnist", "digits"], model="lenet5_half",
+        "DFAD MNIST", experiment="mnist", dataset="mnist", datasets=["mnist", "digits"], model="lenet5_half",
         models=["lenet5_half"], teacher_model="lenet5", batch_size=512, test_batch_size=256,
-        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100, channels_last=True)
+        epochs=40, lr_S=0.01, lr_G=1e-3, weight_decay=1e-4, nz=100, step_size=100)
 
 
 def networks(args):

@@ -25,10 +25,10 @@ class DataSet:
 
 def get_args_parser(description, data):
     parser = options.dfad_parser(
-        description, dataset=data.name, datasets=[data.name], model="deeplabv3_mobilenet",
+        description, experiment="deeplab", dataset=data.name, datasets=[data.name], model="deeplabv3_mobilenet",
         models=["deeplabv3_mobilenet"], teacher_model="deeplabv3_resnet50", batch_size=64,
         test_batch_size=data.test_batch_size, epochs=300, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256,
-        step_size=100, channels_last=True)
+        step_size=100)
     parser.set_defaults(data_root=data.data_root)
     parser.add_argument("--stu_ckpt", default=None,
                         help="student weights to start from (and <stu_ckpt without .pt>-generator.pt "

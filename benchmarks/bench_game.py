@@ -10,6 +10,11 @@ weight gradients computed, PyTorch's nearest-upsampling kernel), for comparison.
     python benchmarks/bench_game.py --configs mnist cifar --batch_sizes 64 --options plain channels_last
     python benchmarks/bench_game.py --json bench.json
     python benchmarks/bench_game.py --recommend      # the flags to use here, in under a minute
+    python benchmarks/bench_game.py --cpu_check      # MNIST at batch 64 and 512 beside the reference's loop
+
+``default`` is what a DFAD script runs with when given no speed flag on this device (its
+memory format from utils/runtime/speed.py); the ``graph`` options replay each round from
+a CUDA graph (``--cuda_graph``, GPUs only).
 """
 import argparse
 import contextlib
@@ -20,6 +25,7 @@ import resource
 import statistics
 import sys
 import time
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import network  # noqa: E402
 from utils.engine import game  # noqa: E402
+from utils.engine.graphs import EAGER_ROUNDS, CapturedRound  # noqa: E402
 from utils.engine.methods import DFAD  # noqa: E402
+from utils.runtime import speed  # noqa: E402
 from utils.runtime.precision import Precision  # noqa: E402
 
 
@@ -38,6 +46,7 @@ from utils.runtime.precision import Precision  # noqa: E402
 CONFIGS = {"mnist": "DFAD_mnist", "cifar": "DFAD_cifar", "caltech": "DFAD_caltech101",
            "camvid": "DFAD_camvid_deeplab"}
 SEGMENTATION = {"camvid"}
+SPEED_EXPERIMENT = {"mnist": "mnist", "cifar": "cifar", "caltech": "caltech101", "camvid": "deeplab"}  # speed.py's keys
 
 
 def declared(config):
@@ -48,16 +57,37 @@ def declared(config):
     return (*script.networks(args), args.nz, loss)
 
 
-OPTIONS = {  # name -> (channels_last, compile, amp)
-    "reference": (False, False, None),
-    "plain": (False, False, None),
-    "channels_last": (True, False, None),
-    "compile": (False, True, None),
-    "channels_last+compile": (True, True, None),
-    "bf16": (False, False, "bf16"),
-    "bf16+channels_last": (True, False, "bf16"),
-    "bf16+channels_last+compile": (True, True, "bf16"),
+class Option(NamedTuple):
+    channels_last: bool
+    compile: bool = False
+    amp: Optional[str] = None
+    graph: bool = False
+
+
+OPTIONS = {
+    "reference": Option(False),
+    "plain": Option(False),
+    "default": None,  # resolved per experiment and device: default_option()
+    "channels_last": Option(True),
+    "compile": Option(False, compile=True),
+    "channels_last+compile": Option(True, compile=True),
+    "bf16": Option(False, amp="bf16"),
+    "bf16+channels_last": Option(True, amp="bf16"),
+    "bf16+channels_last+compile": Option(True, compile=True, amp="bf16"),
+    "graph": Option(False, graph=True),
+    "channels_last+graph": Option(True, graph=True),
+    "bf16+channels_last+graph": Option(True, amp="bf16", graph=True),
 }
+GRAPH_OPTIONS = [name for name, option in OPTIONS.items() if option and option.graph]
+
+
+def default_option(config, device):
+    """The option set a DFAD script runs with, without speed flags, on ``device``."""
+    return Option(speed.channels_last_default(device.type, SPEED_EXPERIMENT[config]).value)
+
+
+def option_of(name, config, device):
+    return default_option(config, device) if name == "default" else OPTIONS[name]
 
 
 @contextlib.contextmanager
@@ -88,23 +118,34 @@ def reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, n
 
 
 def make_iteration(config, option, batch_size, device):
+    """One round of ``config``'s game under ``option`` (a name of OPTIONS), as a function.
+    A graph option returns it captured: its eager rounds and capture are done here."""
     teacher, student, generator, nz, loss = declared(config)
-    channels_last, compile_, amp = OPTIONS[option]
-    fmt = torch.channels_last if channels_last else torch.preserve_format
+    chosen = option_of(option, config, device)
+    if chosen.graph and device.type != "cuda":
+        raise RuntimeError(f"option {option} replays CUDA graphs and needs --device cuda")
+    fmt = torch.channels_last if chosen.channels_last else torch.preserve_format
     for m in (teacher, student, generator):
         m.to(device, memory_format=fmt)
     student.train()
     generator.train()
     opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-    opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=chosen.graph)
     if option == "reference":
         teacher.eval()
         return lambda: reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, nz, device, loss)
     game.freeze(teacher)
-    if compile_:
+    if chosen.compile:
         teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
-    players = game.Players(teacher, student, generator, opt_S, opt_G, nz, device, loss, Precision(amp, device))
-    return lambda: DFAD().play_round(players, batch_size)
+    players = game.Players(teacher, student, generator, opt_S, opt_G, nz, device, loss,
+                           Precision(chosen.amp, device, cache_casts=not chosen.graph))
+    play_round = DFAD().play_round
+    if not chosen.graph:
+        return lambda: play_round(players, batch_size)
+    captured = CapturedRound(play_round)
+    for _ in range(EAGER_ROUNDS + 1):  # the eager rounds, then the capture and its first replay
+        captured(players, batch_size)
+    return lambda: captured(players, batch_size)
 
 
 def measure(iteration, repeats, device, warmup=2):
@@ -145,17 +186,31 @@ RECOMMEND = dict(configs=sorted(CONFIGS), batch_sizes=[4], repeats=1, warmup=1,
                  options=["plain", "channels_last", "bf16"])
 BENCH = dict(configs=["mnist", "cifar"], batch_sizes=[64], repeats=3, warmup=2,
              options=["reference", "plain", "channels_last", "channels_last+compile"])
+# --cpu_check's defaults: the reference's loop beside what the MNIST script runs on this CPU,
+# at batch 64 and at the reference's 512, so that a regression shows in one command.
+CPU_CHECK = dict(configs=["mnist"], batch_sizes=[64, 512], repeats=3, warmup=1, options=["reference", "default"],
+                 device="cpu")
 
 
-def script_flags(option):
+def script_flags(option, config="mnist", device=torch.device("cpu")):
     """The DFAD scripts' flags for one option set."""
-    channels_last, compile_, amp = OPTIONS[option]
-    flags = ["--channels_last" if channels_last else "--no_channels_last"]
-    return flags + ["--compile"] * compile_ + ["--amp", amp] * bool(amp)
+    chosen = option_of(option, config, device)
+    flags = ["--channels_last" if chosen.channels_last else "--no_channels_last"]
+    return flags + ["--compile"] * chosen.compile + ["--amp", chosen.amp] * bool(chosen.amp) + \
+        ["--cuda_graph"] * chosen.graph
+
+
+def option_label(option, config, device):
+    """``option``, and for ``default`` the flags it stands for here."""
+    if option != "default":
+        return option
+    return f"default ({' '.join(script_flags(option, config, device))})"
 
 
 def fastest(timed, fp32_only):
-    candidates = {o: t for o, t in timed.items() if o != "reference" and not (fp32_only and OPTIONS[o][2])}
+    def allowed(option):
+        return option != "reference" and not (fp32_only and OPTIONS[option] and OPTIONS[option].amp)
+    candidates = {o: t for o, t in timed.items() if allowed(o)}
     return min(candidates, key=candidates.get) if candidates else None
 
 
@@ -169,44 +224,62 @@ def recommend(args, device):
         best, best_fp32 = fastest(timed, fp32_only=False), fastest(timed, fp32_only=True)
         choices[config] = best
         times = ", ".join(f"{o} {t:.3f}" for o, t in timed.items())
-        print(f"{config:8s} use: {' '.join(script_flags(best))}   ({SCRIPTS[config]}; s/round: {times})", flush=True)
+        print(f"{config:8s} use: {' '.join(script_flags(best, config, device))}   "
+              f"({SCRIPTS[config]}; s/round: {times})", flush=True)
         if best_fp32 and best_fp32 != best:
-            print(f"{'':8s} fp32 math exactly: {' '.join(script_flags(best_fp32))} "
+            print(f"{'':8s} fp32 math exactly: {' '.join(script_flags(best_fp32, config, device))} "
                   f"({timed[best_fp32] / timed[best]:.2f}x the time)", flush=True)
     if "compile" not in " ".join(args.options):
         print("--compile was not measured (compiling takes minutes); add --options ... compile to measure it.")
     return choices
 
 
-def time_options(config, options, batch_size, device, args):
+def time_options(config, options, batch_size, device, args, failures=None):
+    """Seconds per round of each option. With a ``failures`` list, an option that fails
+    (a round a CUDA graph cannot capture, say) is recorded there and the others still run."""
     timed = {}
     for option in options:
         torch.manual_seed(0)
         upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
-        with upsampling:
-            timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
-                                    args.warmup)
+        try:
+            with upsampling:
+                timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
+                                        args.warmup)
+        except RuntimeError as e:
+            if failures is None:
+                raise
+            error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            failures.append(dict(config=config, batch=batch_size, option=option, error=error))
+            print(f"{config} batch {batch_size} {option}: failed ({error})", flush=True)
     return timed
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recommend", action="store_true",
-                        help="measure this machine quickly and print the flags to use for each experiment "
-                             f"(default: off; its own defaults: {RECOMMEND})")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--recommend", action="store_true",
+                      help="measure this machine quickly and print the flags to use for each experiment "
+                           f"(default: off; its own defaults: {RECOMMEND})")
+    mode.add_argument("--cpu_check", action="store_true",
+                      help="the reference's loop beside the MNIST script's defaults on this CPU, at batch 64 and "
+                           f"512, images/s side by side (default: off; its own defaults: {CPU_CHECK}; the other "
+                           "flags override them)")
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), help=f"default: {BENCH['configs']}")
     parser.add_argument("--batch_sizes", nargs="+", type=int, help=f"default: {BENCH['batch_sizes']}")
     parser.add_argument("--options", nargs="+", choices=list(OPTIONS), help=f"default: {BENCH['options']}")
     parser.add_argument("--repeats", type=int, help=f"timed iterations (default: {BENCH['repeats']})")
     parser.add_argument("--warmup", type=int,
                         help=f"untimed iterations first: compilation, autotuning (default: {BENCH['warmup']})")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="default: cuda where available, else cpu")
+    parser.add_argument("--device", help="default: cuda where available, else cpu")
     parser.add_argument("--json", default=None, help="also write the rows to this file (default: none)")
     args = parser.parse_args(argv)
-    for key, value in (RECOMMEND if args.recommend else BENCH).items():
+    defaults = RECOMMEND if args.recommend else CPU_CHECK if args.cpu_check else BENCH
+    for key, value in {"device": "cuda" if torch.cuda.is_available() else "cpu", **defaults}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    graphs = [option for option in args.options if option in GRAPH_OPTIONS]
+    if graphs and torch.device(args.device).type != "cuda":
+        parser.error(f"{', '.join(graphs)} replay CUDA graphs and need a CUDA device (--device {args.device})")
     return args
 
 
@@ -221,34 +294,56 @@ def main(argv=None):
     peak = matmul_peak(device)
     print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
           flush=True)
-    rows = []
+    rows, failures = [], []
     print("| config | batch | option | s / iteration | iterations/s | images/s | GFLOP / iteration "
           "| GFLOP/s | of peak | vs plain |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for config in args.configs:
         for batch_size in args.batch_sizes:
             flops = count_flops(config, batch_size, device)
-            timed = time_options(config, args.options, batch_size, device, args)
+            timed = time_options(config, args.options, batch_size, device, args, failures)
             for option, seconds in timed.items():
-                plain = timed.get("plain")
-                row = dict(config=config, batch=batch_size, option=option, seconds=seconds,
-                           iterations_per_s=1 / seconds, images_per_s=6 * batch_size / seconds,
-                           gflop=flops / 1e9, gflops=flops / seconds / 1e9, of_peak=flops / seconds / peak,
-                           speedup_vs_plain=plain / seconds if plain else None)
-                rows.append(row)
-                speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
-                print(f"| {config} | {batch_size} | {option} | {seconds:.3f} | {1 / seconds:.2f} | "
-                      f"{row['images_per_s']:.0f} | {flops / 1e9:.1f} | {row['gflops']:.0f} | "
-                      f"{row['of_peak']:.2f} | {speedup} |", flush=True)
+                rows.append(table_row(config, batch_size, option_label(option, config, device), seconds, flops, peak,
+                                      timed.get("plain")))
+            write_json(args.json, device, peak, rows, failures)  # what was measured, should a later cell fail
+    for line in side_by_side(rows):
+        print(line, flush=True)
     if device.type == "cuda":
         peak_memory = torch.cuda.max_memory_allocated() / 2 ** 30
         print(f"peak GPU memory allocated: {peak_memory:.2f} GiB")
     else:  # the whole process, all configurations of this run included
         peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(f"peak resident memory of this process: {peak_memory:.2f} GiB")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory,
-                       "rows": rows}, f, indent=1)
+    write_json(args.json, device, peak, rows, failures, peak_memory)
+    return rows
+
+
+def table_row(config, batch_size, option, seconds, flops, peak, plain):
+    """One row of the table (printed) and of the JSON rows."""
+    row = dict(config=config, batch=batch_size, option=option, seconds=seconds, iterations_per_s=1 / seconds,
+               images_per_s=6 * batch_size / seconds, gflop=flops / 1e9, gflops=flops / seconds / 1e9,
+               of_peak=flops / seconds / peak, speedup_vs_plain=plain / seconds if plain else None)
+    speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
+    print(f"| {config} | {batch_size} | {option} | {seconds:.3f} | {1 / seconds:.2f} | {row['images_per_s']:.0f} | "
+          f"{flops / 1e9:.1f} | {row['gflops']:.0f} | {row['of_peak']:.2f} | {speedup} |", flush=True)
+    return row
+
+
+def write_json(path, device, peak, rows, failures, peak_memory=None):
+    if path:
+        with open(path, "w") as f:
+            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory, "rows": rows,
+                       "failures": failures}, f, indent=1)
+
+
+def side_by_side(rows):
+    """Each option beside the reference's loop of the same run, config and batch size."""
+    reference = {(r["config"], r["batch"]): r for r in rows if r["option"] == "reference"}
+    for r in rows:
+        ref = reference.get((r["config"], r["batch"]))
+        if ref and r is not ref:
+            yield (f"{r['config']} batch {r['batch']}: {r['option']} {r['seconds']:.3f} s per round, "
+                   f"{r['images_per_s']:.0f} images/s; the reference's loop {ref['seconds']:.3f} s, "
+                   f"{ref['images_per_s']:.0f} images/s: {r['seconds'] / ref['seconds']:.2f}x its time")
 
 
 if __name__ == "__main__":

@@ -1,70 +1,125 @@
-"""results.json and results.md of benchmarks/device_check.sh, from what its steps left in OUT.
+"""results.json and results.md of benchmarks/device_check.py, from what its steps left in OUT:
+steps.tsv, game_*.json (bench_game.py's rows), work/*/epochs.json (cifar_epoch.py).
 
-    python benchmarks/device_summary.py OUT DATASET
+    python benchmarks/device_summary.py OUT
 """
 import json
-import os
 import sys
+from pathlib import Path
 
 import torch
 
 
 def load_json(path, empty):
-    if not os.path.exists(path):
-        return empty
-    with open(path) as f:
-        return json.load(f)
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else empty
 
 
 def read_steps(out):
-    with open(os.path.join(out, "steps.tsv")) as f:
-        return [dict(zip(("step", "status", "seconds"), line.rstrip("\n").split("\t"))) for line in f]
+    path = Path(out) / "steps.tsv"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [dict(zip(("step", "status", "seconds"), line.split("\t"))) for line in lines]
 
 
-def collect(out, dataset):
-    bench = load_json(os.path.join(out, "bench_game.json"), {})
-    compiled = load_json(os.path.join(out, "bench_compile.json"), {})
-    runs = load_json(os.path.join(out, "work", "log", f"DFAD-{dataset}.json"), [])
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return {"gpu": gpu, "torch": torch.__version__, "steps": read_steps(out),
-            "peak_flops": bench.get("peak_flops"), "game": bench.get("rows", []) + compiled.get("rows", []),
-            "dfad_epoch": {"dataset": dataset, "batch_size": 512, "record": runs[-1] if runs else None}}
+def without_graph(option):
+    """The option set a graph option is compared with: the same, run eagerly."""
+    return "plain" if option == "graph" else option.removesuffix("+graph")
+
+
+def graph_speedups(rows):
+    """Per config and batch: the fastest option with and without the CUDA graph."""
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["config"], r["batch"]), []).append(r)
+    result = []
+    for (config, batch), cell in cells.items():
+        graphed = [r for r in cell if r["option"].endswith("graph")]
+        eager = [r for r in cell if not r["option"].endswith("graph")]
+        plain = next((r for r in cell if r["option"] == "plain"), None)
+        if not graphed or not eager:
+            continue
+        best_graph = min(graphed, key=lambda r: r["seconds"])
+        best_eager = min(eager, key=lambda r: r["seconds"])
+        result.append(dict(config=config, batch=batch, eager=best_eager["option"], eager_s=best_eager["seconds"],
+                           graph=best_graph["option"], graph_s=best_graph["seconds"],
+                           speedup=best_eager["seconds"] / best_graph["seconds"],
+                           vs_plain=plain["seconds"] / best_graph["seconds"] if plain else None))
+    return result
+
+
+def collect(out):
+    out = Path(out)
+    games = [load_json(path, {}) for path in sorted(out.glob("game_*.json"))]
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    rows = [row for g in games for row in g.get("rows", [])]
+    failures = [failure for g in games for failure in g.get("failures", [])]
+    return {"gpu": gpus[0] if gpus else "no GPU", "gpus": len(gpus), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "steps": read_steps(out),
+            "peak_flops": max((g["peak_flops"] for g in games if g.get("peak_flops")), default=None),
+            "game": rows, "game_failures": failures, "graph_speedups": graph_speedups(rows),
+            "cifar_epochs": [load_json(path, {}) for path in sorted(out.glob("work/*/epochs.json"))]}
 
 
 def game_rows(rows):
-    plain = {(r["config"], r["batch"]): r["seconds"] for r in rows if r["option"] == "plain"}
+    seconds = {(r["config"], r["batch"], r["option"]): r["seconds"] for r in rows}
     for r in rows:
-        base = plain.get((r["config"], r["batch"]))
-        speedup = f"{base / r['seconds']:.2f}x" if base else "-"
+        cell = (r["config"], r["batch"])
+        plain = seconds.get((*cell, "plain"))
+        eager = seconds.get((*cell, without_graph(r["option"]))) if r["option"].endswith("graph") else None
         yield (f"| {r['config']} | {r['batch']} | {r['option']} | {r['seconds']:.4f} | {r['images_per_s']:.0f} | "
-               f"{r['gflops']:.0f} | {r['of_peak']:.2f} | {speedup} |")
+               f"{r['of_peak']:.2f} | {ratio(plain, r['seconds'])} | {ratio(eager, r['seconds'])} |")
+
+
+def ratio(base, seconds):
+    return times(base / seconds if base else None)
+
+
+def times(factor):
+    return f"{factor:.2f}x" if factor else "-"
+
+
+def hours(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def markdown(result):
-    lines = [f"# Device check: {result['gpu']}, torch {result['torch']}", "",
-             "| step | status | seconds |", "|---|---|---|"]
+    lines = [f"# Device check: {result['gpu']} ({result['gpus']} visible), torch {result['torch']}, "
+             f"CUDA {result['cuda']}", "", "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in result["steps"]]
     if result["peak_flops"]:
-        lines += ["", f"fp32 matmul peak {result['peak_flops'] / 1e12:.2f} TFLOP/s"]
-    lines += ["", "| config | batch | option | s / iteration | images/s | GFLOP/s | of fp32 peak | vs plain |",
+        lines += ["", f"fp32 matmul peak {result['peak_flops'] / 1e12:.1f} TFLOP/s (same runs)"]
+    lines += ["", "Seconds per round (5 student steps + 1 generator step), median of the timed rounds:", "",
+              "| config | batch | option | s / round | images/s | of fp32 peak | vs plain | graph vs same eager |",
               "|---|---|---|---|---|---|---|---|", *game_rows(result["game"])]
-    record = result["dfad_epoch"]["record"]
-    if record:
-        lines += ["", f"DFAD {result['dfad_epoch']['dataset']}, one epoch of 50 rounds at batch 512: "
-                      f"{record['seconds']:.1f} s with evaluation, accuracy {record['best']:.4f}"]
+    if result["game_failures"]:
+        lines += ["", *(f"- failed: {f['config']} batch {f['batch']} {f['option']}: {f['error']}"
+                        for f in result["game_failures"])]
+    if result["graph_speedups"]:
+        lines += ["", "CUDA graph (--cuda_graph), fastest option with and without it:", "",
+                  "| config | batch | fastest eager | s / round | fastest graphed | s / round | speed-up | "
+                  "graphed vs plain fp32 |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {g['config']} | {g['batch']} | {g['eager']} | {g['eager_s']:.4f} | {g['graph']} | "
+                  f"{g['graph_s']:.4f} | {g['speedup']:.2f}x | {times(g['vs_plain'])} |"
+                  for g in result["graph_speedups"]]
+    epochs = [e for e in result["cifar_epochs"] if e.get("epoch_seconds")]
+    if epochs:
+        lines += ["", "DFAD_cifar.py at the paper's settings (batch 256, 50 rounds per epoch, --scheduler, "
+                      "evaluation after each epoch), the paper's 500 epochs projected from the last epoch timed:", "",
+                  "| flags | data | seconds per epoch | 500 epochs |", "|---|---|---|---|"]
+        lines += [f"| {' '.join(e['flags']) or '(defaults)'} | {e['data']} | "
+                  f"{', '.join(f'{s:.1f}' for s in e['epoch_seconds'])} | {hours(e['projected_paper_s'])} |"
+                  for e in epochs]
     return "\n".join(lines) + "\n"
 
 
-def main(out, dataset):
-    result = collect(out, dataset)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(result, f, indent=1)
+def main(out):
+    result = collect(out)
+    (Path(out) / "results.json").write_text(json.dumps(result, indent=1))
     text = markdown(result)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(text)
+    (Path(out) / "results.md").write_text(text)
     print(text)
     return result
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(sys.argv[1])

@@ -16,7 +16,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_game  # noqa: E402  (it puts the repository on sys.path)
-import DFAD_mnist  # noqa: E402
+from bench_game import SPEED_EXPERIMENT  # noqa: E402
+from utils.runtime import speed  # noqa: E402
 
 SMALL_BATCH = 64
 LONG_S = 30 * 60       # above this, suggest a smaller run
@@ -60,12 +61,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds, after one untimed (default: 2)")
     parser.add_argument("--no_cuda", "--no-cuda", action="store_true", help="measure on the CPU (default: off)")
     parser.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="as the run's --amp (default: none)")
-    parser.add_argument("--channels_last", dest="channels_last", action="store_true",
-                        help="as the run's flag (default: DFAD_mnist.py's)")
+    parser.add_argument("--channels_last", dest="channels_last", action="store_true", default=None,
+                        help="as the run's flag (default: what the run resolves on this device)")
     parser.add_argument("--no_channels_last", dest="channels_last", action="store_false", help="as the run's flag")
-    parser.set_defaults(channels_last=DFAD_mnist.get_args_parser().get_default("channels_last"))
     args, _ = parser.parse_known_args(argv)  # the rest of the run's flags do not change its cost
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    if args.channels_last is None:
+        args.channels_last = speed.channels_last_default(device.type, SPEED_EXPERIMENT[args.config]).value
     option = option_name(args)
 
     per_round = seconds_per_round(args.config, option, args.batch_size, device, args.repeats)

@@ -1,10 +1,18 @@
 """The speed helpers a user runs: bench_game.py --recommend and run_mnist.sh's estimate."""
+import json
+import os
+import subprocess
 import sys
+
+import pytest
+import torch
 
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_game  # noqa: E402
+import device_check  # noqa: E402
+import device_summary  # noqa: E402
 import estimate_run  # noqa: E402
 
 TINY = ["--configs", "mnist", "--batch_sizes", "4", "--repeats", "1", "--warmup", "0"]
@@ -23,6 +31,34 @@ def test_script_flags_are_the_scripts_spelling():
     assert bench_game.script_flags("plain") == ["--no_channels_last"]
     assert bench_game.script_flags("bf16+channels_last") == ["--channels_last", "--amp", "bf16"]
     assert bench_game.script_flags("channels_last+compile") == ["--channels_last", "--compile"]
+    assert bench_game.script_flags("bf16+channels_last+graph") == ["--channels_last", "--amp", "bf16", "--cuda_graph"]
+    # "default" is what the script resolves without speed flags on that device
+    assert bench_game.script_flags("default", "mnist", torch.device("cuda")) == ["--no_channels_last"]
+    assert bench_game.script_flags("default", "mnist", torch.device("cpu")) == ["--channels_last"]
+
+
+def test_cpu_check_is_the_reference_beside_the_default_at_two_batch_sizes():
+    args = bench_game.parse_args(["--cpu_check"])
+    assert (args.configs, args.batch_sizes, args.options, args.device) == (
+        ["mnist"], [64, 512], ["reference", "default"], "cpu")
+    assert bench_game.parse_args(["--cpu_check", "--batch_sizes", "64"]).batch_sizes == [64]
+    rows = [dict(config="mnist", batch=64, option=option, seconds=seconds, images_per_s=384 / seconds)
+            for option, seconds in (("reference", 1.39), ("default (--channels_last)", 0.91))]
+    assert list(bench_game.side_by_side(rows)) == [
+        "mnist batch 64: default (--channels_last) 0.910 s per round, 422 images/s; the reference's loop "
+        "1.390 s, 276 images/s: 0.65x its time"]
+
+
+def test_graph_options_need_a_gpu_and_a_failing_option_does_not_stop_the_others(capsys):
+    with pytest.raises(SystemExit):
+        bench_game.parse_args(["--options", "plain", "graph", "--device", "cpu"])
+    assert "graph replay CUDA graphs and need a CUDA device" in capsys.readouterr().err
+    failures = []
+    args = bench_game.parse_args(["--repeats", "1", "--warmup", "0", "--device", "cpu"])
+    timed = bench_game.time_options("mnist", ["graph", "plain"], 2, torch.device("cpu"), args, failures)
+    assert list(timed) == ["plain"]
+    assert failures == [dict(config="mnist", batch=2, option="graph",
+                             error="RuntimeError: option graph replays CUDA graphs and needs --device cuda")]
 
 
 def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
@@ -37,27 +73,62 @@ def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
 
 
 def test_device_check_refuses_without_cuda(tmp_path):
-    import os
-    import subprocess
     env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
     out = tmp_path / "device_check"
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), str(out)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.count("\n") == 1 and "no CUDA GPU" in proc.stderr and not out.exists()
+    for command in (["bash", str(ROOT / "benchmarks" / "device_check.sh"), str(out)],
+                    [sys.executable, str(ROOT / "benchmarks" / "device_check.py"), str(out)]):
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.count("\n") == 1 and "no CUDA GPU" in proc.stderr and not out.exists()
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")]).returncode == 0
 
 
+def test_every_device_check_step_parses_and_the_check_covers_the_issue(tmp_path, capsys):
+    steps = {step.name: step for step in device_check.main(["--dry_run", str(tmp_path)])}  # parses each
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    games = {name: step.parse() for name, step in steps.items() if name.startswith("game_")}
+    assert {config for g in games.values() for config in g.configs} == set(bench_game.CONFIGS)
+    for name in ("game_mnist", "game_cifar", "game_caltech", "game_camvid"):
+        assert {"plain", "channels_last", "bf16", "graph"} <= set(games[name].options)
+    assert 256 in games["game_cifar"].batch_sizes
+    assert "--cuda_graph" in steps["cifar_epoch_bf16_graph"].flags
+    assert steps["torchrun_nccl"].gpus == 2 and steps["torchrun_nccl"].torchrun == 2
+    assert sum(step.limit_s for step in steps.values()) > device_check.TOTAL_S  # the total caps the steps
+    assert "python -m torch.distributed.run --standalone --nproc_per_node=2" in capsys.readouterr().out.replace(
+        sys.executable, "python")
+
+
+def test_cifar_epoch_times_epochs_on_generated_cifar(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cifar_epoch.py"), str(tmp_path / "work"),
+                           "--epochs", "1", "--test_images", "8", "--batch_size", "4", "--epoch_itrs", "1",
+                           "--test_batch_size", "8", "--num_workers", "0", "--no_cuda"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "work" / "epochs.json").read_text())
+    assert len(result["epoch_seconds"]) == 1 and result["data"].startswith("generated")
+    assert result["projected_paper_s"] == pytest.approx(500 * result["epoch_seconds"][0])
+    assert (tmp_path / "work" / "log" / "DFAD-cifar10.json").exists()  # the real script ran
+
+
 def test_device_summary_writes_json_and_markdown(tmp_path):
-    import json
-    import device_summary
-    (tmp_path / "steps.tsv").write_text("bench_game\tok\t50\nbench_compile\ttimeout\t210\n")
-    row = dict(config="mnist", batch=64, option="plain", seconds=0.01, images_per_s=38400, gflops=11790, of_peak=0.2)
-    (tmp_path / "bench_game.json").write_text(json.dumps({"peak_flops": 5e13, "rows": [row]}))
-    (tmp_path / "work" / "log").mkdir(parents=True)
-    (tmp_path / "work" / "log" / "DFAD-digits.json").write_text(json.dumps([{"seconds": 12.5, "best": 0.9}]))
-    result = device_summary.main(str(tmp_path), "digits")
-    assert json.loads((tmp_path / "results.json").read_text())["steps"][1]["status"] == "timeout"
+    (tmp_path / "steps.tsv").write_text("game_mnist\tok\t50\ntorchrun_nccl\tskipped (1 GPU visible, needs 2)\t0\n")
+
+    def row(option, seconds):
+        return dict(config="mnist", batch=64, option=option, seconds=seconds, images_per_s=384 / seconds, of_peak=0.2)
+    rows = [row("plain", 0.021), row("channels_last", 0.027), row("graph", 0.004), row("channels_last+graph", 0.005)]
+    failures = [dict(config="mnist", batch=256, option="graph", error="RuntimeError: capture failed")]
+    (tmp_path / "game_mnist.json").write_text(json.dumps({"peak_flops": 5e13, "rows": rows, "failures": failures}))
+    (tmp_path / "work" / "cifar_default").mkdir(parents=True)
+    (tmp_path / "work" / "cifar_default" / "epochs.json").write_text(json.dumps(
+        {"flags": [], "data": "generated", "epoch_seconds": [20.0, 16.2], "projected_paper_s": 8100.0}))
+    result = device_summary.main(str(tmp_path))
+    assert json.loads((tmp_path / "results.json").read_text())["steps"][1]["status"].startswith("skipped")
     md = (tmp_path / "results.md").read_text()
-    assert "| mnist | 64 | plain | 0.0100 | 38400 | 11790 | 0.20 | 1.00x |" in md and "12.5 s" in md
-    assert result["dfad_epoch"]["record"]["best"] == 0.9
+    assert "| mnist | 64 | graph | 0.0040 | 96000 | 0.20 | 5.25x | 5.25x |" in md
+    assert "| mnist | 64 | channels_last+graph | 0.0050 | 76800 | 0.20 | 4.20x | 5.40x |" in md
+    assert "| mnist | 64 | plain | 0.0210 | 18286 | 0.20 | 1.00x | - |" in md
+    assert "| mnist | 64 | plain | 0.0210 | graph | 0.0040 | 5.25x | 5.25x |" in md  # fastest with and without
+    assert "| (defaults) | generated | 20.0, 16.2 | 2.2 h |" in md
+    assert "\n\n- failed: mnist batch 256 graph: RuntimeError: capture failed\n" in md
+    assert result["graph_speedups"][0]["speedup"] == pytest.approx(5.25)

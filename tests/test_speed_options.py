@@ -1,5 +1,6 @@
 """The fast paths keep the method's math: one game step under each option ~ plain fp32."""
 import copy
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -7,11 +8,14 @@ import torch
 
 import DFAD_mnist
 import network
+from conftest import ROOT
 from utils.engine import dfad, game
 from utils.engine.methods.dfad import generator_step, student_step
+from utils.runtime import cli, speed
+from utils.runtime.speed import EXPERIMENTS
 
 OPTIONS = {  # name -> (channels_last, compile, amp, tolerance on losses and updated weights)
-    "default": (None, False, None, 1e-4),  # DFAD_mnist.py's defaults (channels_last on)
+    "default": (None, False, None, 1e-4),  # DFAD_mnist.py's defaults (memory format resolved for this device)
     "channels_last": (True, False, None, 1e-4),
     "bf16": (False, False, "bf16", 5e-2),
     "fp16": (False, False, "fp16", 5e-2),
@@ -71,20 +75,53 @@ def test_fp16_uses_one_grad_scaler_per_optimizer():
     assert set(p.precision.state_dict()) == {"student", "generator"}
 
 
-def test_channels_last_is_the_default_and_can_be_turned_off():
+def test_memory_format_resolves_from_the_measured_table_and_flags_override():
     parse = DFAD_mnist.get_args_parser().parse_args
-    assert parse([]).channels_last is True
-    assert parse(["--channels_last"]).channels_last is True
-    assert parse(["--no_channels_last"]).channels_last is False
+    auto = parse(["--no_cuda"])
+    assert auto.channels_last is True
+    assert auto.channels_last_from.startswith("auto: MNIST on cpu measured 1.10-1.35x of NCHW's speed")
+    assert parse(["--no_cuda", "--channels_last"]).channels_last_from == "given: --channels_last"
+    off = parse(["--no_cuda", "--no_channels_last"])
+    assert off.channels_last is False and off.channels_last_from == "given: --no_channels_last"
 
 
-def test_every_dfad_script_defaults_to_channels_last_and_teachers_do_not():
+def test_mnist_on_a_gpu_does_not_default_to_the_layout_measured_slower():
+    default = speed.channels_last_default("cuda", "mnist")
+    assert default.value is False and "0.78x" in default.evidence
+    assert speed.channels_last_default("cuda", "cifar").value is True
+    assert speed.channels_last_default("mps", "mnist").value is False  # nobody measured it: PyTorch's NCHW
+
+
+def test_every_figure_the_table_rests_on_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    speed_section = readme[readme.index("## Speed"):]
+    for (device, experiment), default in speed.CHANNELS_LAST.items():
+        assert experiment in speed.EXPERIMENTS
+        for low, high in re.findall(r"(\d\.\d\d)(?:-(\d\.\d\d))?x", default.evidence):
+            for figure in filter(None, (low, high)):
+                assert f"{figure}x" in speed_section, (device, experiment, figure)
+
+
+def test_every_dfad_script_resolves_its_own_experiment_and_teachers_keep_nchw():
     import DFAD_caltech101
     import DFAD_camvid_deeplab
     import DFAD_cifar
     import DFAD_nyu_deeplab
     import train_teacher
-    for script in (DFAD_cifar, DFAD_caltech101, DFAD_camvid_deeplab, DFAD_nyu_deeplab):
-        assert script.get_args_parser().parse_args([]).channels_last is True
+    scripts = {DFAD_mnist: "mnist", DFAD_cifar: "cifar", DFAD_caltech101: "caltech101",
+               DFAD_camvid_deeplab: "deeplab", DFAD_nyu_deeplab: "deeplab"}
+    for script, experiment in scripts.items():
+        args = script.get_args_parser().parse_args(["--no_cuda"])
+        default = speed.channels_last_default("cpu", experiment)
+        assert args.channels_last is default.value and default.evidence in args.channels_last_from
         assert script.get_args_parser().parse_args(["--no_channels_last"]).channels_last is False
+        assert EXPERIMENTS[experiment] in script.get_args_parser().format_help().replace("\n", " ")
     assert train_teacher.get_args_parser().parse_args([]).channels_last is False
+
+
+def test_the_run_starts_with_what_was_resolved_and_why(capsys):
+    args = DFAD_mnist.get_args_parser().parse_args(["--no_cuda"])
+    cli.setup(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"channels_last: on ({args.channels_last_from})"
+    assert "channels_last_from=" in lines[0]  # and the run's record holds it (vars(args))

@@ -27,6 +27,7 @@ from . import divergence
 from .diagnostics import Monitor
 from ..metrics.classification import evaluate_classifier
 from .game import Method, Players, adversarial_loss_l1, freeze
+from .graphs import CapturedRound
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
@@ -143,6 +144,8 @@ def run(args, exp, device):
     players, schedulers = build_players(args, exp, device)
     monitor = Monitor(args.nz, device, files.labelfree)
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
+    if args.cuda_graph:  # each round replayed from one CUDA graph (graphs.py)
+        method.play_round = CapturedRound(method.play_round)
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
     run = Run(players, schedulers, method, monitor, files)
@@ -297,15 +300,18 @@ def build_players(args, exp, device):
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if args.compile:
         teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
+    graph = args.cuda_graph  # Adam's step count on the GPU; autocast without its cache (graphs.py)
     if args.optimizer_S == "adam":  # DAFL's MNIST recipe
-        optimizer_S = torch.optim.Adam(exp.student.parameters(), lr=args.lr_S, weight_decay=args.weight_decay)
+        optimizer_S = torch.optim.Adam(exp.student.parameters(), lr=args.lr_S, weight_decay=args.weight_decay,
+                                       capturable=graph)
     else:
         optimizer_S = torch.optim.SGD(exp.student.parameters(), lr=args.lr_S,
                                       weight_decay=args.weight_decay, momentum=args.momentum)
-    optimizer_G = torch.optim.Adam(exp.generator.parameters(), lr=args.lr_G)
+    optimizer_G = torch.optim.Adam(exp.generator.parameters(), lr=args.lr_G, capturable=graph)
     schedulers = schedulers_of(args, exp, (optimizer_S, optimizer_G))
     players = Players(teacher, distributed.wrap(student, device), distributed.wrap(generator, device),
-                      optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss, Precision(args.amp, device))
+                      optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss,
+                      Precision(args.amp, device, cache_casts=not graph))
     return players, schedulers
 
 

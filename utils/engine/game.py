@@ -114,6 +114,7 @@ class Method:
     summary = ""             # one line for --help
     note = ""                # disclosed under every results table that shows this method's row
     uses_generator = True  # False: the generator never plays, so it is neither saved nor drawn
+    captures_in_cuda_graph = False  # True: every round is the same GPU work (--cuda_graph may replay it)
 
     @classmethod
     def suffix(cls):

@@ -2,18 +2,21 @@
 table), ``--method`` and every method's own flags (``methods/``)."""
 import argparse
 
-from ..runtime import cli
+from ..runtime import cli, speed
+from ..runtime.errors import UserError
 from .methods import METHODS
 
 
 class DFADArgumentParser(argparse.ArgumentParser):
     """Completes the parsed arguments, so that a run's record holds every value it used:
     ``--ckpt`` from ``--dataset``, and the flags left unset whose default depends on
-    ``--method`` and ``--dataset`` (e.g. DAFL's learning rates), which argparse defaults
-    cannot express."""
+    ``--method`` and ``--dataset`` (e.g. DAFL's learning rates), and the memory format
+    measured for this experiment on the device the run will use (``speed``), which
+    argparse defaults cannot express."""
 
     teacher_model = None
     script_defaults = {}
+    experiment = None  # its key in utils/runtime/speed.py's tables
 
     def parse_known_args(self, args=None, namespace=None):
         parsed, rest = super().parse_known_args(args, namespace)
@@ -22,20 +25,34 @@ class DFADArgumentParser(argparse.ArgumentParser):
         for name, value in {**self.script_defaults, **METHODS[parsed.method].defaults(parsed.dataset)}.items():
             if getattr(parsed, name) is None:  # not given on the command line
                 setattr(parsed, name, value)
+        speed.resolve(parsed, self.experiment)
+        check_cuda_graph_method(parsed)
         return parsed, rest
 
 
-def dfad_parser(description, *, dataset, datasets, model, models, teacher_model, batch_size,
-                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50,
-                channels_last=False):
-    """The flags of a DFAD script, with that experiment's defaults (SPEC table)."""
+def check_cuda_graph_method(args):
+    """--cuda_graph replays the round's kernels, so the round must be the same kernels on
+    the same tensors every time (the method says whether it is)."""
+    method = METHODS[args.method]
+    if args.cuda_graph and not method.captures_in_cuda_graph:
+        raise UserError(f"--cuda_graph cannot capture --method {args.method}: only methods whose rounds "
+                        f"are the same GPU work every time are replayed from a graph "
+                        f"({', '.join(m for m, c in METHODS.items() if c.captures_in_cuda_graph)}). "
+                        f"Drop --cuda_graph for this method.")
+
+
+def dfad_parser(description, *, experiment, dataset, datasets, model, models, teacher_model, batch_size,
+                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50):
+    """The flags of a DFAD script, with that experiment's defaults (SPEC table);
+    ``experiment`` names it in the speed tables (utils/runtime/speed.py)."""
     parser = DFADArgumentParser(description=description, formatter_class=cli.HelpFormatter)
     parser.teacher_model = teacher_model
+    parser.experiment = experiment
     parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G, "optimizer_S": "sgd", "weight_decay": weight_decay}
     per_method = "; a method may bring its own, see --method"
     cli.add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
                         weight_decay=None, dataset=dataset, datasets=datasets, step_size=step_size,
-                        channels_last=channels_last,
+                        speed_experiment=experiment,
                         weight_decay_help=f"the student's weight decay (default: {weight_decay}{per_method})")
     parser.add_argument("--epoch_itrs", type=cli.positive_int, default=epoch_itrs,
                         help="outer iterations (5 student steps + 1 generator step) per epoch")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from . import distributed, signals, workers
+from . import distributed, signals, speed, workers
 from .errors import UserError
 from .signals import Interrupted
 
@@ -91,10 +91,12 @@ def new_parser(description):
 
 
 def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay,
-                    dataset, datasets, step_size, channels_last=False, weight_decay_help="SGD weight decay"):
-    """Flags every script has (teacher training and DFAD). ``channels_last`` is the
-    script's default memory format: the DFAD scripts turn it on (benchmarks/bench_game.py
-    measured NHWC faster for every game, README, Speed); teacher training keeps NCHW."""
+                    dataset, datasets, step_size, channels_last=False, speed_experiment=None,
+                    weight_decay_help="SGD weight decay"):
+    """Flags every script has (teacher training and DFAD). The speed flags are
+    :mod:`.speed`'s: the DFAD scripts name their experiment (``speed_experiment``), whose
+    memory format resolves per device from measurements; teacher training keeps
+    ``channels_last`` (NCHW) as no measurement says otherwise."""
     parser.add_argument("--batch_size", type=positive_int, default=batch_size, help="training batch size")
     parser.add_argument("--test_batch_size", type=positive_int, default=test_batch_size,
                         help="evaluation batch size")
@@ -127,20 +129,7 @@ def add_common_args(parser, *, batch_size, test_batch_size, epochs, weight_decay
                         help="start afresh, discarding the '-last.pt' checkpoint of an unfinished "
                              "run (without this flag or --resume, a run that would replace it is "
                              "refused, so that no resume point is lost)")
-    speed = parser.add_argument_group("speed (same method, faster arithmetic)")
-    speed.add_argument("--amp", choices=["bf16", "fp16"], default=None,
-                       help="mixed precision; `python benchmarks/bench_game.py --recommend` says "
-                            "whether bf16 is faster on this machine (default: fp32)")
-    # Both flags set one resolved value, args.channels_last, which the engine reads; the
-    # help's "(default: ...)" is that value's default.
-    speed.add_argument("--channels_last", dest="channels_last", action="store_true",
-                       default=channels_last, help="NHWC memory format for the networks")
-    speed.add_argument("--no_channels_last", dest="channels_last", action="store_false",
-                       default=channels_last,
-                       help="PyTorch's usual NCHW memory format instead (default: channels_last=%(default)s)")
-    speed.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    speed.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels on GPU (no cuDNN benchmark mode)")
+    speed.add_args(parser, channels_last, speed_experiment)
     return parser
 
 
@@ -175,11 +164,15 @@ def set_seed(seed):
 
 
 def setup(args):
-    """Join the process group (under torchrun), print the run's arguments, seed every
-    RNG and pick the device."""
+    """Join the process group (under torchrun), refuse speed options this device cannot
+    run, print the run's arguments and resolved speed defaults, seed every RNG and pick
+    the device."""
     device = distributed.init(args.no_cuda)
+    speed.check_cuda_graph(args, device, distributed.world_size())
     if distributed.is_main():
         print(args, flush=True)
+        if hasattr(args, "channels_last_from"):  # the DFAD scripts: what "auto" resolved to, and why
+            print(speed.start_line(args), flush=True)
     set_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not args.deterministic

@@ -24,9 +24,14 @@ def is_main():
     return rank() == 0
 
 
+def device_type(no_cuda=False):
+    """"cuda" or "cpu": what :func:`init` will choose (known before it runs, e.g. while parsing flags)."""
+    return "cuda" if torch.cuda.is_available() and not no_cuda else "cpu"
+
+
 def init(no_cuda=False):
     """Join the process group when started by torchrun; returns this process's device."""
-    use_cuda = torch.cuda.is_available() and not no_cuda
+    use_cuda = device_type(no_cuda) == "cuda"
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return torch.device("cuda" if use_cuda else "cpu")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

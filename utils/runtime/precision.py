@@ -13,8 +13,11 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Precision:
-    def __init__(self, amp=None, device="cpu"):
+    def __init__(self, amp=None, device="cpu", cache_casts=True):
+        """``cache_casts=False`` where the steps are captured in a CUDA graph, which
+        cannot hold autocast's cache of cast weights."""
         self.device_type = torch.device(device).type
+        self.cache_casts = cache_casts
         self.dtype = DTYPES[amp] if amp else None
         self.use_scaler = amp == "fp16"  # fp16 gradients underflow without loss scaling
         self.scalers = {}
@@ -22,7 +25,7 @@ class Precision:
     def autocast(self):
         if self.dtype is None:
             return nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        return torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=self.cache_casts)
 
     def _scaler(self, name):
         if name not in self.scalers:

@@ -37,6 +37,7 @@ def generator_step(p, z):
 class DFAD(Method):
     name, label = "dfad", "dfad"
     summary = "the adversarial game of the paper (default)"
+    captures_in_cuda_graph = True  # noise, both players' steps: all on the GPU, same shapes every round
 
     @classmethod
     def suffix(cls):
