@@ -1,12 +1,15 @@
 """The Table 2 baselines (--method random, dafl, kd) through the one loop, the collapse
 diagnostics and the label-free choice of a student."""
+import copy
 import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 
 import DFAD_mnist
@@ -197,3 +200,30 @@ def test_collapse_warning_is_printed_once(tmp_path, monkeypatch, capsys):
     dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     out = capsys.readouterr().out
     assert out.count("Warning: mode collapse") == 1 and "Warning: mode collapse at epoch 1:" in out
+
+
+# --- the images that stand for what the student learns on are drawn as it sees them -------
+
+def test_drawing_samples_changes_nothing_of_the_generator():
+    generator = players().generator.eval()
+    before = state(generator)
+    z = torch.randn(64, 100, 1, 1)
+    drawn = game.draw_as_trained(generator, z)
+    with torch.no_grad():
+        expected = copy.deepcopy(generator).train()(z)
+    assert torch.equal(drawn, expected) and not generator.training
+    assert all(torch.equal(v, before[k]) for k, v in generator.state_dict().items())  # running stats too
+
+
+def test_the_random_generators_samples_are_drawn_as_the_student_sees_them(tmp_path, monkeypatch):
+    """Its BatchNorm never tracked statistics: in eval mode its images were nearly blank
+    (image std 0.04 instead of 1), in the sample grids, the diagnostics and the label-free pool."""
+    monkeypatch.chdir(tmp_path)
+    exp = tiny_experiment(*networks())
+    drawn = []
+    exp.extra_plots.append(lambda plotter, teacher, student, draw, device: drawn.append(draw(torch.randn(16, 100, 1, 1))))
+    dfad.run(game_args("--method", "random", "--epochs", "1"), exp, CPU)
+    assert drawn[0].std().item() == pytest.approx(1, abs=0.05)
+    grid = np.asarray(Image.open(tmp_path / "results" / "DFAD-unit-random" / "samples" / "generated_epoch001.png"))
+    tiles = np.stack([grid[2 + 34 * r:34 * (r + 1), 2 + 34 * c:34 * (c + 1)] for r in range(8) for c in range(8)])
+    assert tiles.std() / 255 > 0.3  # de-normalised (x 0.5 + 0.5); about 0.02 when drawn in eval mode

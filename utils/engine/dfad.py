@@ -6,6 +6,7 @@ test set, the best and the last checkpoints, and the report. What differs betwee
 experiments (networks, data, metric, generator loss, schedule) arrives in an
 :class:`Experiment`, which each ``DFAD_<x>.py`` script declares.
 """
+import functools
 import math
 import os
 import time
@@ -26,7 +27,7 @@ from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
 from ..metrics.classification import evaluate_classifier
-from .game import Method, Players, adversarial_loss_l1, freeze
+from .game import Method, Players, adversarial_loss_l1, draw_as_trained, freeze
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
@@ -56,7 +57,8 @@ class Experiment:
     milestones: Optional[list] = None  # --scheduler: x0.1 at these epochs (default: every --step_size)
     mean: tuple = (0.5,)            # normalisation of the real inputs, to display images
     std: tuple = (0.5,)
-    extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, generator, device)
+    extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, draw, device);
+                                    # draw(z): the generator's images as the student sees them, or None
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
 
@@ -229,8 +231,9 @@ def end_of_epoch(exp, run, plotter, device):
         real = next(iter(exp.test_loader))[0][:64]
         plotter.images("Test_inputs", real, mean=exp.mean, std=exp.std)
         save_grid(denormalize(real, exp.mean, exp.std), os.path.join(files.samples, "test_inputs.png"))
+    draw = functools.partial(draw_as_trained, exp.generator) if uses_generator else None
     for hook in exp.extra_plots:
-        hook(plotter, exp.teacher, exp.student, exp.generator if uses_generator else None, device)
+        hook(plotter, exp.teacher, exp.student, draw, device)
 
 
 def check_teacher(args, exp, device):

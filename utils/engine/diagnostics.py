@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..runtime import checkpoint
-from .game import sample_noise
+from .game import draw_as_trained, sample_noise
 
 POOL_SNAPSHOTS = 16            # the pool: probe images of the last 16 epochs' generators
 LARGE_IMAGE = 3 * 64 * 64      # above this many values an image, 16 probe images a snapshot keep it cheap
@@ -30,12 +30,11 @@ class Monitor:
         self.labelfree = {"epoch": 0, "agreement": -math.inf, "test": None}
         self.diagnostics = []   # per epoch: entropy, fraction, classes, collapsed, agreement, epoch
 
-    @torch.no_grad()
     def samples(self, generator):
-        """This epoch's generator on the fixed noise (eval mode): the sample grid, the
-        diagnostics and the pool all read these."""
-        generator.eval()
-        return generator(self.fixed_z)
+        """This epoch's generator on the fixed noise, drawn as the student sees its images
+        (``game.draw_as_trained``): the sample grid, the diagnostics and the pool all read
+        these."""
+        return draw_as_trained(generator, self.fixed_z)
 
     @torch.no_grad()
     def end_of_epoch(self, teacher, student, probe, fixed_probe, epoch, score):
