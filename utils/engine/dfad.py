@@ -26,6 +26,7 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
+from .ema import StudentEMA
 from ..metrics.classification import evaluate_classifier
 from .game import Method, Players, adversarial_loss_l1, draw_as_trained, freeze
 from .methods import METHODS
@@ -34,7 +35,7 @@ from .methods import METHODS
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
 # The values are those of a checkpoint written before --method and --transfer_set existed.
 RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
-               "batch_size": None, "epoch_itrs": None}
+               "batch_size": None, "epoch_itrs": None, "student_ema": 0.0}
 
 
 @dataclass
@@ -113,6 +114,12 @@ class Run:
     best: float = -math.inf
     history: list = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
+    ema: Optional[StudentEMA] = None  # --student_ema: the student evaluated, saved and reported
+
+    def reported_student(self, exp):
+        """The student that is evaluated, checkpointed and reported: the moving average
+        with --student_ema, else the one that plays the game."""
+        return self.ema.model if self.ema else exp.student
 
 
 def last_checkpoint(args):
@@ -145,7 +152,7 @@ def run(args, exp, device):
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
-    run = Run(players, schedulers, method, monitor, files)
+    run = Run(players, schedulers, method, monitor, files, ema=student_ema(args, exp, players))
     if args.resume:
         restore_last(args, exp, run)
 
@@ -180,6 +187,16 @@ def run(args, exp, device):
     return run.best
 
 
+def student_ema(args, exp, players):
+    """With --student_ema, the moving average of the student, updated after every student
+    step of the game; None without."""
+    if not args.student_ema:
+        return None
+    ema = StudentEMA(exp.student, args.student_ema)
+    players.after_student_step = ema.update
+    return ema
+
+
 def train_epoch(args, run, epoch, plotter, stop):
     """Rounds ``run.iteration .. args.epoch_itrs`` of one epoch; returns the last losses.
     ``run.iteration`` falls short of ``epoch_itrs`` only when a stop was requested."""
@@ -207,15 +224,16 @@ def train_epoch(args, run, epoch, plotter, stop):
 def end_of_epoch(exp, run, plotter, device):
     """Evaluate the student, keep the best one, diagnose the epoch, plot."""
     epoch, files, uses_generator = run.epoch, run.files, run.method.uses_generator
-    scores = exp.evaluate(exp.student, exp.test_loader, device)
+    student = run.reported_student(exp)
+    scores = exp.evaluate(student, exp.test_loader, device)
     score = scores[exp.metric_name]
     run.history.append(score)
     if score > run.best:
         run.best = score
         generator = [(exp.generator, files.generator)] if uses_generator else []
-        checkpoint.save_state_dicts([(exp.student, files.student), *generator])  # both or neither
+        checkpoint.save_state_dicts([(student, files.student), *generator])  # both or neither
     samples = run.monitor.samples(exp.generator)
-    stats = run.monitor.end_of_epoch(exp.teacher, exp.student, run.method.probe_images(samples),
+    stats = run.monitor.end_of_epoch(exp.teacher, student, run.method.probe_images(samples),
                                      not uses_generator, epoch, score)
 
     plotter.scalar(exp.metric_name, epoch, score)
@@ -233,7 +251,7 @@ def end_of_epoch(exp, run, plotter, device):
         save_grid(denormalize(real, exp.mean, exp.std), os.path.join(files.samples, "test_inputs.png"))
     draw = functools.partial(draw_as_trained, exp.generator) if uses_generator else None
     for hook in exp.extra_plots:
-        hook(plotter, exp.teacher, exp.student, draw, device)
+        hook(plotter, exp.teacher, student, draw, device)
 
 
 def check_teacher(args, exp, device):
@@ -311,10 +329,15 @@ def build_players(args, exp, device):
 
 
 def resumable_parts(exp, run):
-    """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
+    """What --resume restores, by checkpoint key (the layout of ``-last.pt``). "student" is
+    the student that plays; with --student_ema, "student_ema" holds the moving average
+    ({"model": its state_dict, "steps": student steps averaged})."""
     p = run.players
-    return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
-            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+    parts = {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
+             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+    if run.ema:
+        parts["student_ema"] = run.ema
+    return parts
 
 
 def save_last(args, exp, run):

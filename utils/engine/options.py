@@ -3,6 +3,7 @@ table), ``--method`` and every method's own flags (``methods/``)."""
 import argparse
 
 from ..runtime import cli
+from . import ema
 from .methods import METHODS
 
 
@@ -49,6 +50,15 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
     parser.add_argument("--eval_ckpt", default=None,
                         help="with --test_only: the student to evaluate, e.g. the -labelfree.pt one "
                              "(default: the best student of this method)")
+    parser.add_argument("--student_ema", type=cli.momentum_value, nargs="?", const=ema.RECOMMENDED_DECAY,
+                        default=0.0, metavar="DECAY",
+                        help="evaluate, checkpoint (best, label-free) and report an exponential moving "
+                             "average of the student's weights, while the raw student plays the game; "
+                             "updated after every student step with this decay, bias-corrected so that the "
+                             "initial weights weigh nothing; BatchNorm running means and variances are "
+                             "averaged with the same decay. A bare --student_ema means "
+                             f"{ema.RECOMMENDED_DECAY} (about the last 1,000 student steps: 4 epochs of "
+                             "50 rounds); 0: off")
     add_method_args(parser, datasets)
     return parser
 
