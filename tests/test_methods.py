@@ -138,29 +138,22 @@ def script_agreements(monkeypatch, values):
     monkeypatch.setattr(diagnostics, "agreement", lambda *a, **k: next(scripted))
 
 
-def test_label_free_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
+def test_agreement_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.9])
     dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
-    assert records(tmp_path, "DFAD-unit")[-1]["labelfree_epoch"] == 3
+    assert records(tmp_path, "DFAD-unit")[-1]["labelfree_by_agreement"]["epoch"] == 3
 
 
-def test_label_free_rule_keeps_the_student_of_highest_agreement(tmp_path, monkeypatch):
+def test_agreement_rule_notes_the_student_of_highest_agreement(tmp_path, monkeypatch):
+    """Recorded beside the label-free choice (test_labelfree.py), so that runs compare the rules."""
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.7])
-    teacher, student, generator = networks()
-    exp = tiny_experiment(teacher, student, generator)
-    students = []
-    evaluate = exp.evaluate
-    exp.evaluate = lambda model, loader, device: (students.append(state(model)) if model is student else None,
-                                                 evaluate(model, loader, device))[1]
-    dfad.run(game_args("--epochs", "3"), exp, CPU)
+    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     record = records(tmp_path, "DFAD-unit")[-1]
-    assert record["labelfree_epoch"] == 2 and record["labelfree_agreement"] == 0.9
     history = [float(v) for v in (tmp_path / "log" / "DFAD-unit.csv").read_text().split(",")]
-    assert record["labelfree"] == history[1] and record["best"] == max(history) and record["last"] == history[2]
-    saved = torch.load(tmp_path / "checkpoint" / "student" / "unit-tiny-labelfree.pt", weights_only=True)
-    assert all(torch.equal(saved[k], v) for k, v in students[1].items())
+    assert record["labelfree_by_agreement"] == {"epoch": 2, "agreement": 0.9, "test": history[1]}
+    assert record["best"] == max(history) and record["last"] == history[2]
 
 
 def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_dir, capsys):

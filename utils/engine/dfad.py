@@ -27,6 +27,7 @@ from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
 from .ema import StudentEMA
+from .labelfree import Candidates
 from ..metrics.classification import evaluate_classifier
 from .game import Method, Players, adversarial_loss_l1, draw_as_trained, freeze
 from .methods import METHODS
@@ -98,6 +99,11 @@ class RunFiles:
     def samples(self):
         return os.path.join(self.results, "samples")
 
+    @property
+    def candidates(self):
+        """The label-free candidates: the last epochs' students, one file each."""
+        return self.last.removesuffix("-last.pt") + "-candidates"
+
 
 @dataclass
 class Run:
@@ -107,7 +113,7 @@ class Run:
     players: Players
     schedulers: list
     method: Method
-    monitor: Monitor                # fixed noise, label-free choice, diagnostics
+    monitor: Monitor                # fixed noise, label-free pool, diagnostics
     files: RunFiles
     epoch: int = 0                  # completed epochs
     iteration: int = 0              # completed rounds of the next epoch (after an interruption)
@@ -115,6 +121,7 @@ class Run:
     history: list = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
     ema: Optional[StudentEMA] = None  # --student_ema: the student evaluated, saved and reported
+    candidates: Optional[Candidates] = None  # the label-free candidates (run() gives them)
 
     def reported_student(self, exp):
         """The student that is evaluated, checkpointed and reported: the moving average
@@ -148,11 +155,12 @@ def run(args, exp, device):
     if distributed.is_main():
         check_outputs(files, method_class)
     players, schedulers = build_players(args, exp, device)
-    monitor = Monitor(args.nz, device, files.labelfree)
+    monitor = Monitor(args.nz, device)
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
-    run = Run(players, schedulers, method, monitor, files, ema=student_ema(args, exp, players))
+    run = Run(players, schedulers, method, monitor, files, ema=student_ema(args, exp, players),
+              candidates=Candidates(files.candidates, args.labelfree_candidates))
     if args.resume:
         restore_last(args, exp, run)
 
@@ -180,10 +188,13 @@ def run(args, exp, device):
                 if warning:
                     print(warning, flush=True)
             save_last(args, exp, run)
+            if distributed.is_main():
+                run.candidates.prune()
 
     plotter.close()
     if distributed.is_main():
-        log_run(args, exp, run, teacher_score, time.time() - started, device)
+        choice = run.candidates.choose(exp.teacher, exp.student, run.monitor.pool, run.history, files.labelfree)
+        log_run(args, exp, run, choice, teacher_score, time.time() - started, device)
     return run.best
 
 
@@ -232,6 +243,7 @@ def end_of_epoch(exp, run, plotter, device):
         run.best = score
         generator = [(exp.generator, files.generator)] if uses_generator else []
         checkpoint.save_state_dicts([(student, files.student), *generator])  # both or neither
+    run.candidates.add(student, epoch)
     samples = run.monitor.samples(exp.generator)
     stats = run.monitor.end_of_epoch(exp.teacher, student, run.method.probe_images(samples),
                                      not uses_generator, epoch, score)
@@ -283,7 +295,7 @@ def check_outputs(files, method):
     """Every file the run will write is checked before it trains."""
     generator = [files.generator] if method.uses_generator else []
     preflight.check_outputs(files=[files.student, *generator, files.last, files.labelfree, *files.logs],
-                            folders=[files.samples])
+                            folders=[files.samples, files.candidates])
     records.check_logs(*files.logs)
 
 
@@ -344,7 +356,7 @@ def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
                                    iteration=run.iteration, best=run.best, history=run.history,
-                                   run_id=run.run_id, **run.monitor.state_dict())
+                                   run_id=run.run_id, **run.monitor.state_dict(), **run.candidates.state_dict())
 
 
 def restore_last(args, exp, run):
@@ -354,6 +366,7 @@ def restore_last(args, exp, run):
     run.best, run.history = state["best"], list(state["history"])
     run.run_id = state.get("run_id", run.run_id)
     run.monitor.load_state_dict(state)
+    run.candidates.load_state_dict(state)
     if distributed.is_main():
         print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
               f"best {exp.metric_name} {run.best:.4f}", flush=True)
@@ -374,15 +387,26 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def log_run(args, exp, run, teacher_score, seconds, device):
-    """One CSV row (the reference's per-epoch metric list) and one JSON record per run."""
-    lf = run.monitor.labelfree
+def log_run(args, exp, run, choice, teacher_score, seconds, device):
+    """One CSV row (the reference's per-epoch metric list) and one JSON record per run.
+    ``choice``: the label-free choice (``Candidates.choose``), or None."""
+    choice, by_agreement = choice or {}, run.monitor.agreement_choice
     records.log_run(*run.files.logs, run.history, {
         "metric": exp.metric_name, "teacher": teacher_score, "best": run.best, "last": run.history[-1],
         "epochs": len(run.history), "seconds": seconds, "args": vars(args), "run_id": run.run_id,
-        "method": run.method.name, "device": records.device_name(device), "labelfree": lf["test"],
-        "labelfree_epoch": lf["epoch"], "labelfree_agreement": lf["agreement"],
-        "diagnostics": run.monitor.diagnostics, "history": run.history})
-    print(f"Last {exp.metric_name}={run.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
-          f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {run.files.labelfree})")
+        "method": run.method.name, "device": records.device_name(device), "labelfree": choice.get("test"),
+        "labelfree_epoch": choice.get("epoch"), "labelfree_l1": choice.get("l1"),
+        "labelfree_candidates": choice.get("candidates", []), "labelfree_pool_images": choice.get("pool_images", 0),
+        "labelfree_by_agreement": by_agreement, "diagnostics": run.monitor.diagnostics, "history": run.history})
+    print(f"Last {exp.metric_name}={run.history[-1]:.6f}; {describe_labelfree(choice, exp.metric_name, run.files)}; "
+          f"the agreement rule would pick epoch {by_agreement['epoch']}, "
+          f"{exp.metric_name}={by_agreement['test']:.6f} (agreement {by_agreement['agreement']:.4f})")
     print(f"Best {exp.metric_name}={run.best:.6f}")
+
+
+def describe_labelfree(choice, metric_name, files):
+    if not choice:
+        return f"no label-free choice (no candidate students in {files.candidates})"
+    return (f"label-free choice: epoch {choice['epoch']}, {metric_name}={choice['test']:.6f} (mean L1 to the "
+            f"teacher {choice['l1']:.6f} on {choice['pool_images']} fixed images, the least of "
+            f"{len(choice['candidates'])} candidates; {files.labelfree})")

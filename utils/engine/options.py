@@ -3,7 +3,7 @@ table), ``--method`` and every method's own flags (``methods/``)."""
 import argparse
 
 from ..runtime import cli
-from . import ema
+from . import ema, labelfree
 from .methods import METHODS
 
 
@@ -59,6 +59,14 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
                              "averaged with the same decay. A bare --student_ema means "
                              f"{ema.RECOMMENDED_DECAY} (about the last 1,000 student steps: 4 epochs of "
                              "50 rounds); 0: off")
+    parser.add_argument("--labelfree_candidates", type=cli.positive_int, default=labelfree.CANDIDATES,
+                        metavar="K",
+                        help="the label-free choice: the students of the last K epochs are kept, one file "
+                             "each beside -last.pt (<...>-candidates/, K times the student's size: 45 MB a "
+                             "candidate for CIFAR's ResNet-18), and at the end of the run the one whose logits "
+                             "are closest to the teacher's (mean L1) on one fixed pool of images, the "
+                             "fixed-noise samples of the last 16 epochs' generators (kd: its fixed probe), is "
+                             "saved as -labelfree.pt")
     add_method_args(parser, datasets)
     return parser
 
