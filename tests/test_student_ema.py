@@ -125,3 +125,17 @@ def test_a_run_without_the_average_is_not_resumed_with_one(tmp_path, monkeypatch
     dfad.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
     with pytest.raises(UserError, match=r"--student_ema 0.0 \(saved\) vs 0.999 \(now\)"):
         dfad.run(game_args("--epochs", "2", "--student_ema", "--resume"), tiny_experiment(*networks()), CPU)
+
+
+def assert_reports_the_average(root, stem, student, rounds):
+    """After a one-epoch run of a script with a bare --student_ema: its best and label-free
+    students are the average, in the reference layout (``student`` loads them strictly),
+    and -last.pt keeps the average beside the student that plays."""
+    students = root / "checkpoint" / "student"
+    last = torch.load(students / f"{stem}-last.pt", weights_only=True)
+    assert last["args"]["student_ema"] == 0.999 and last["student_ema"]["steps"] == 5 * rounds
+    average = last["student_ema"]["model"]
+    for name in (f"{stem}.pt", f"{stem}-labelfree.pt"):
+        saved = torch.load(students / name, weights_only=True)
+        student.load_state_dict(saved, strict=True)
+        assert all(torch.equal(saved[k], v) for k, v in average.items()), name
