@@ -93,7 +93,7 @@ class Candidates:
         chosen = min(reversed(scored), key=lambda c: c["l1"])
         model.load_state_dict(checkpoint.safe_load(self.path(chosen["epoch"]), "label-free candidate"))
         checkpoint.save_state_dict(model, path)
-        return {**chosen, "candidates": scored, "pool_images": sum(len(x) for x in images), "pool_batches": len(pool)}
+        return {**chosen, "candidates": scored, "pool_images": sum(len(x) for x in images)}
 
 
 def mean_l1(model, images, targets):

@@ -3,7 +3,7 @@ table), ``--method`` and every method's own flags (``methods/``)."""
 import argparse
 
 from ..runtime import cli
-from . import ema, labelfree
+from . import diagnostics, ema, labelfree
 from .methods import METHODS
 
 
@@ -65,8 +65,8 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
                              "each beside -last.pt (<...>-candidates/, K times the student's size: 45 MB a "
                              "candidate for CIFAR's ResNet-18), and at the end of the run the one whose logits "
                              "are closest to the teacher's (mean L1) on one fixed pool of images, the "
-                             "fixed-noise samples of the last 16 epochs' generators (kd: its fixed probe), is "
-                             "saved as -labelfree.pt")
+                             f"fixed-noise samples of the last {diagnostics.POOL_SNAPSHOTS} epochs' generators "
+                             "(kd: its fixed probe), is saved as -labelfree.pt")
     add_method_args(parser, datasets)
     return parser
 
