@@ -9,9 +9,11 @@ import torch
 
 import network
 from test_dfad_engine import game_args, networks, players, state, tiny_experiment
+from test_methods import TransferSet
 from utils.engine import dfad, divergence
 from utils.engine.ema import StudentEMA
 from utils.engine.methods.dfad import student_step
+from utils.runtime.errors import UserError
 from utils.runtime.signals import Interrupted
 
 CPU = torch.device("cpu")
@@ -119,8 +121,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypat
     assert straight["history"] == resumed["history"]
 
 
-def test_a_run_without_the_average_is_not_resumed_with_one(tmp_path, monkeypatch, capsys):
-    from utils.runtime.errors import UserError
+def test_a_run_without_the_average_is_not_resumed_with_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     dfad.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
     with pytest.raises(UserError, match=r"--student_ema 0.0 \(saved\) vs 0.999 \(now\)"):
@@ -139,3 +140,27 @@ def assert_reports_the_average(root, stem, student, rounds):
         saved = torch.load(students / name, weights_only=True)
         student.load_state_dict(saved, strict=True)
         assert all(torch.equal(saved[k], v) for k, v in average.items()), name
+
+
+@pytest.mark.parametrize("method", ["random", "dafl", "kd"])
+def test_every_method_steps_the_average(method, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = tiny_experiment(*networks())
+    exp.transfer_set = TransferSet()
+    dfad.run(game_args("--epochs", "1", "--method", method, "--student_ema", "--num_workers", "0"), exp, CPU)
+    last = torch.load(os.path.join("checkpoint", "student", f"unit-tiny-{method}-last.pt"), weights_only=True)
+    assert last["student_ema"]["steps"] == 3 * 5
+    best = torch.load(os.path.join("checkpoint", "student", f"unit-tiny-{method}.pt"), weights_only=True)
+    assert all(torch.equal(best[k], v) for k, v in last["student_ema"]["model"].items())
+
+
+def test_a_resume_point_from_before_these_flags_still_resumes(tmp_path, monkeypatch):
+    """A -last.pt written before --student_ema and the label-free candidates existed."""
+    monkeypatch.chdir(tmp_path)
+    dfad.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
+    state = torch.load(LAST, weights_only=True)
+    del state["args"]["student_ema"], state["args"]["labelfree_candidates"], state["labelfree_candidates"]
+    torch.save(state, LAST)
+    dfad.run(game_args("--epochs", "2", "--resume"), tiny_experiment(*networks()), CPU)
+    resumed = torch.load(LAST, weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["labelfree_candidates"] == [2] and "student_ema" not in resumed
