@@ -7,7 +7,7 @@ import torch
 
 import DFAD_mnist
 import network
-from utils.engine import game, graphs
+from utils.engine import game, graphs, options
 from utils.engine.methods import DFAD
 from utils.runtime import speed
 from utils.runtime.errors import UserError
@@ -90,3 +90,10 @@ def test_cuda_graph_refuses_methods_whose_rounds_change():
     with pytest.raises(UserError, match="cannot capture --method kd"):
         DFAD_mnist.get_args_parser().parse_args(["--cuda_graph", "--method", "kd"])
     assert DFAD_mnist.get_args_parser().parse_args(["--cuda_graph"]).cuda_graph is True
+
+
+def test_cuda_graph_refuses_the_students_moving_average():
+    args = DFAD_mnist.get_args_parser().parse_args(["--student_ema"])
+    args.cuda_graph = True  # as parsed on a GPU machine
+    with pytest.raises(UserError, match="--student_ema"):
+        options.check_cuda_graph_method(args)

@@ -15,6 +15,7 @@ import DFAD_cifar
 import network
 import train_teacher
 from datagen import accept_generated_cifar, load_split_module, write_caltech, write_cifar
+from test_student_ema import assert_reports_the_average
 from utils.runtime.errors import UserError
 
 TINY = ["--epochs", "1", "--batch_size", "4", "--test_batch_size", "8", "--no_visdom", "--num_workers", "0"]
@@ -97,6 +98,12 @@ def test_every_method_on_the_cifar_script(cifar_root):
     assert record(cifar_root, "cifar10", "kd")["args"]["transfer_set"] == str(folder)
 
 
+def test_student_ema_on_the_cifar_script(cifar_root):
+    torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), cifar_root / "teacher.pt")
+    DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(cifar_root / "teacher.pt"), *TINY_DFAD, "--student_ema"])
+    assert_reports_the_average(cifar_root, "cifar10-resnet18_8x", network.resnet_8x.ResNet18_8x(10), rounds=2)
+
+
 def test_a_folder_transfer_set_is_checked(cifar_root, capsys):
     path = cifar_root / "teacher.pt"
     torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
@@ -152,6 +159,13 @@ def test_baselines_on_the_caltech_script(caltech_root):
     for method in ("random", "kd"):
         best = DFAD_caltech101.main(common + ["--method", method])
         assert record(caltech_root, "caltech101", method)["best"] == best
+
+
+def test_student_ema_on_the_caltech_script(caltech_root):
+    torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), caltech_root / "teacher.pt")
+    DFAD_caltech101.main(["--ckpt", str(caltech_root / "teacher.pt"), *TINY_DFAD, "--student_ema"])
+    assert_reports_the_average(caltech_root, "caltech101-resnet18", torchvision.models.resnet18(num_classes=101),
+                               rounds=2)
 
 
 def test_caltech_without_split_says_to_run_the_split_script(in_tmp_dir):

@@ -9,6 +9,7 @@ import get_results
 import network
 import train_teacher
 from conftest import run_script
+from test_student_ema import assert_reports_the_average
 
 TINY_DFAD = ["--dataset", "digits", "--epochs", "1", "--epoch_itrs", "2", "--batch_size", "8",
              "--no_visdom"]
@@ -46,6 +47,11 @@ def test_dfad_mnist_end_to_end(digits_teacher, capsys):
     # --test_only evaluates the saved student
     DFAD_mnist.main(TINY_DFAD + ["--test_only"])
     assert f"Student: Acc={best:.4f}" in capsys.readouterr().out
+
+
+def test_student_ema_end_to_end(digits_teacher):
+    DFAD_mnist.main(TINY_DFAD + ["--student_ema"])
+    assert_reports_the_average(digits_teacher.parents[2], "digits-lenet5_half", network.lenet.LeNet5Half(), rounds=2)
 
 
 def test_scheduler_decays_both_learning_rates(digits_teacher, capsys):

@@ -22,6 +22,7 @@ from dataloader.nyu import NYUv2, nyuv2
 from datagen import write_camvid, write_nyu
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
+from test_student_ema import assert_reports_the_average
 from test_visdom_plots import line_points, window
 from utils.engine import dfad
 from utils.metrics.segmentation import evaluate_segmentation
@@ -238,3 +239,14 @@ def test_baselines_end_to_end(dataset, in_tmp_dir):
         record = json.loads((in_tmp_dir / "log" / f"DFAD-{dataset}-{method}.json").read_text())[-1]
         assert record["method"] == method and record["best"] == best
         assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1
+
+
+@pytest.mark.parametrize("dataset", CASES)
+def test_student_ema_end_to_end(dataset, in_tmp_dir):
+    script, _, _, _, classes, _ = CASES[dataset]
+    root = data_root(in_tmp_dir, dataset)
+    torch.save(reference_teacher(classes), "teacher.pt")
+    script.main(argv("--ckpt", "teacher.pt", "--data_root", root, "--no_visdom", *TINY, "--epoch_itrs", "1",
+                     "--student_ema"))
+    assert_reports_the_average(in_tmp_dir, f"{dataset}-deeplabv3_mobilenet",
+                               deeplabv3_mobilenet(classes, pretrained_backbone=False), rounds=1)

@@ -6,6 +6,7 @@ test set, the best and the last checkpoints, and the report. What differs betwee
 experiments (networks, data, metric, generator loss, schedule) arrives in an
 :class:`Experiment`, which each ``DFAD_<x>.py`` script declares.
 """
+import functools
 import math
 import os
 import time
@@ -25,16 +26,19 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 from .diagnostics import Monitor
+from .ema import StudentEMA
+from .labelfree import Candidates
 from ..metrics.classification import evaluate_classifier
-from .game import Method, Players, adversarial_loss_l1, freeze
+from .game import Method, Players, adversarial_loss_l1, draw_as_trained, freeze
 from .graphs import CapturedRound
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
-# The values are those of a checkpoint written before --method and --transfer_set existed.
+# The values are those of a checkpoint written before --method, --transfer_set and
+# --student_ema existed.
 RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
-               "batch_size": None, "epoch_itrs": None}
+               "batch_size": None, "epoch_itrs": None, "student_ema": 0.0}
 
 
 @dataclass
@@ -57,7 +61,8 @@ class Experiment:
     milestones: Optional[list] = None  # --scheduler: x0.1 at these epochs (default: every --step_size)
     mean: tuple = (0.5,)            # normalisation of the real inputs, to display images
     std: tuple = (0.5,)
-    extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, generator, device)
+    extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, draw, device);
+                                    # draw(z): the generator's images as the student sees them, or None
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
 
@@ -96,6 +101,11 @@ class RunFiles:
     def samples(self):
         return os.path.join(self.results, "samples")
 
+    @property
+    def candidates(self):
+        """The label-free candidates: the last epochs' students, one file each."""
+        return self.last.removesuffix("-last.pt") + "-candidates"
+
 
 @dataclass
 class Run:
@@ -105,13 +115,20 @@ class Run:
     players: Players
     schedulers: list
     method: Method
-    monitor: Monitor                # fixed noise, label-free choice, diagnostics
+    monitor: Monitor                # fixed noise, label-free pool, diagnostics
     files: RunFiles
     epoch: int = 0                  # completed epochs
     iteration: int = 0              # completed rounds of the next epoch (after an interruption)
     best: float = -math.inf
     history: list = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
+    ema: Optional[StudentEMA] = None  # --student_ema: the student evaluated, saved and reported
+    candidates: Optional[Candidates] = None  # the label-free candidates (run() gives them)
+
+    def reported_student(self, exp):
+        """The student that is evaluated, checkpointed and reported: the moving average
+        with --student_ema, else the one that plays the game."""
+        return self.ema.model if self.ema else exp.student
 
 
 def last_checkpoint(args):
@@ -142,13 +159,14 @@ def run(args, exp, device):
     # taken before training: the code and teacher that ran, should either change during the run
     origin = records.provenance(args.ckpt) if distributed.is_main() else None
     players, schedulers = build_players(args, exp, device)
-    monitor = Monitor(args.nz, device, files.labelfree)
+    monitor = Monitor(args.nz, device)
     method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
     if args.cuda_graph:  # each round replayed from one CUDA graph (graphs.py)
         method.play_round = CapturedRound(method.play_round)
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
-    run = Run(players, schedulers, method, monitor, files)
+    run = Run(players, schedulers, method, monitor, files, ema=student_ema(args, exp, players),
+              candidates=Candidates(files.candidates, args.labelfree_candidates))
     if args.resume:
         restore_last(args, exp, run)
 
@@ -176,11 +194,24 @@ def run(args, exp, device):
                 if warning:
                     print(warning, flush=True)
             save_last(args, exp, run)
+            if distributed.is_main():
+                run.candidates.prune()
 
     plotter.close()
     if distributed.is_main():
-        log_run(args, exp, run, teacher_score, time.time() - started, device, origin)
+        choice = run.candidates.choose(exp.teacher, exp.student, run.monitor.pool, run.history, files.labelfree)
+        log_run(args, exp, run, choice, teacher_score, time.time() - started, device, origin)
     return run.best
+
+
+def student_ema(args, exp, players):
+    """With --student_ema, the moving average of the student, updated after every student
+    step of the game; None without."""
+    if not args.student_ema:
+        return None
+    ema = StudentEMA(exp.student, args.student_ema)
+    players.after_student_step = ema.update
+    return ema
 
 
 def train_epoch(args, run, epoch, plotter, stop):
@@ -210,15 +241,17 @@ def train_epoch(args, run, epoch, plotter, stop):
 def end_of_epoch(exp, run, plotter, device):
     """Evaluate the student, keep the best one, diagnose the epoch, plot."""
     epoch, files, uses_generator = run.epoch, run.files, run.method.uses_generator
-    scores = exp.evaluate(exp.student, exp.test_loader, device)
+    student = run.reported_student(exp)
+    scores = exp.evaluate(student, exp.test_loader, device)
     score = scores[exp.metric_name]
     run.history.append(score)
     if score > run.best:
         run.best = score
         generator = [(exp.generator, files.generator)] if uses_generator else []
-        checkpoint.save_state_dicts([(exp.student, files.student), *generator])  # both or neither
+        checkpoint.save_state_dicts([(student, files.student), *generator])  # both or neither
+    run.candidates.add(student, epoch)
     samples = run.monitor.samples(exp.generator)
-    stats = run.monitor.end_of_epoch(exp.teacher, exp.student, run.method.probe_images(samples),
+    stats = run.monitor.end_of_epoch(exp.teacher, student, run.method.probe_images(samples),
                                      not uses_generator, epoch, score)
 
     plotter.scalar(exp.metric_name, epoch, score)
@@ -234,8 +267,9 @@ def end_of_epoch(exp, run, plotter, device):
         real = next(iter(exp.test_loader))[0][:64]
         plotter.images("Test_inputs", real, mean=exp.mean, std=exp.std)
         save_grid(denormalize(real, exp.mean, exp.std), os.path.join(files.samples, "test_inputs.png"))
+    draw = functools.partial(draw_as_trained, exp.generator) if uses_generator else None
     for hook in exp.extra_plots:
-        hook(plotter, exp.teacher, exp.student, exp.generator if uses_generator else None, device)
+        hook(plotter, exp.teacher, student, draw, device)
 
 
 def check_teacher(args, exp, device):
@@ -267,7 +301,7 @@ def check_outputs(files, method):
     """Every file the run will write is checked before it trains."""
     generator = [files.generator] if method.uses_generator else []
     preflight.check_outputs(files=[files.student, *generator, files.last, files.labelfree, *files.logs],
-                            folders=[files.samples])
+                            folders=[files.samples, files.candidates])
     records.check_logs(*files.logs)
 
 
@@ -316,17 +350,22 @@ def build_players(args, exp, device):
 
 
 def resumable_parts(exp, run):
-    """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
+    """What --resume restores, by checkpoint key (the layout of ``-last.pt``). "student" is
+    the student that plays; with --student_ema, "student_ema" holds the moving average
+    ({"model": its state_dict, "steps": student steps averaged})."""
     p = run.players
-    return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
-            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+    parts = {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
+             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+    if run.ema:
+        parts["student_ema"] = run.ema
+    return parts
 
 
 def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
                                    iteration=run.iteration, best=run.best, history=run.history,
-                                   run_id=run.run_id, **run.monitor.state_dict())
+                                   run_id=run.run_id, **run.monitor.state_dict(), **run.candidates.state_dict())
 
 
 def restore_last(args, exp, run):
@@ -336,6 +375,7 @@ def restore_last(args, exp, run):
     run.best, run.history = state["best"], list(state["history"])
     run.run_id = state.get("run_id", run.run_id)
     run.monitor.load_state_dict(state)
+    run.candidates.load_state_dict(state)
     if distributed.is_main():
         print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
               f"best {exp.metric_name} {run.best:.4f}", flush=True)
@@ -356,16 +396,28 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def log_run(args, exp, run, teacher_score, seconds, device, origin):
-    """One CSV row (the reference's per-epoch metric list) and one JSON record per run;
-    ``origin`` (:func:`records.provenance`) traces it to the code and the teacher."""
-    lf = run.monitor.labelfree
+def log_run(args, exp, run, choice, teacher_score, seconds, device, origin):
+    """One CSV row (the reference's per-epoch metric list) and one JSON record per run.
+    ``choice``: the label-free choice (``Candidates.choose``), or None; ``origin``
+    (:func:`records.provenance`) traces the run to the code and the teacher."""
+    choice, by_agreement = choice or {}, run.monitor.agreement_choice
     records.log_run(*run.files.logs, run.history, {
         "metric": exp.metric_name, "teacher": teacher_score, "best": run.best, "last": run.history[-1],
         "epochs": len(run.history), "seconds": seconds, "args": vars(args), "run_id": run.run_id,
-        "method": run.method.name, "device": records.device_name(device), "labelfree": lf["test"],
-        "labelfree_epoch": lf["epoch"], "labelfree_agreement": lf["agreement"],
-        "diagnostics": run.monitor.diagnostics, "history": run.history, **origin})
-    print(f"Last {exp.metric_name}={run.history[-1]:.6f}; label-free choice: epoch {lf['epoch']}, "
-          f"{exp.metric_name}={lf['test']:.6f} (teacher agreement {lf['agreement']:.4f}, {run.files.labelfree})")
+        "method": run.method.name, "device": records.device_name(device), "labelfree": choice.get("test"),
+        "labelfree_epoch": choice.get("epoch"), "labelfree_l1": choice.get("l1"),
+        "labelfree_candidates": choice.get("candidates", []), "labelfree_pool_images": choice.get("pool_images", 0),
+        "labelfree_by_agreement": by_agreement, "diagnostics": run.monitor.diagnostics, "history": run.history,
+        **origin})
+    print(f"Last {exp.metric_name}={run.history[-1]:.6f}; {describe_labelfree(choice, exp.metric_name, run.files)}; "
+          f"the agreement rule would pick epoch {by_agreement['epoch']}, "
+          f"{exp.metric_name}={by_agreement['test']:.6f} (agreement {by_agreement['agreement']:.4f})")
     print(f"Best {exp.metric_name}={run.best:.6f}")
+
+
+def describe_labelfree(choice, metric_name, files):
+    if not choice:
+        return f"no label-free choice (no candidate students in {files.candidates})"
+    return (f"label-free choice: epoch {choice['epoch']}, {metric_name}={choice['test']:.6f} (mean L1 to the "
+            f"teacher {choice['l1']:.6f} on {choice['pool_images']} fixed images, the least of "
+            f"{len(choice['candidates'])} candidates; {files.labelfree})")

@@ -3,16 +3,20 @@
 - Collapse diagnostics: which classes the teacher sees in the generator's fixed-noise
   samples (per pixel for segmentation): the normalised entropy of that histogram and the
   fraction of classes predicted, and a warning when the generator collapses.
-- The label-free choice of a student: the one that agrees most with the teacher (argmax)
-  on a pool of probe images (the fixed-noise samples of the last ``POOL_SNAPSHOTS``
-  epochs' generators; kd: one fixed probe of the transfer set), saved as ``-labelfree.pt``.
+- The pool of probe images the label-free choice (``labelfree.py``) scores the students
+  on: the fixed-noise samples of the last ``POOL_SNAPSHOTS`` epochs' generators (kd: one
+  fixed probe of the transfer set), and each epoch's argmax agreement of the student with
+  the teacher on the pool of that moment.
+- The agreement rule: the epoch of highest agreement so far, recorded beside the
+  label-free choice so that runs show what each rule picks (it scores each epoch on the
+  pool of that moment, in a score that saturates and ties: ``labelfree.py`` says why the
+  choice itself is made otherwise).
 """
 import math
 
 import torch
 
-from ..runtime import checkpoint
-from .game import sample_noise
+from .game import draw_as_trained, sample_noise
 
 POOL_SNAPSHOTS = 16            # the pool: probe images of the last 16 epochs' generators
 LARGE_IMAGE = 3 * 64 * 64      # above this many values an image, 16 probe images a snapshot keep it cheap
@@ -20,29 +24,29 @@ SAMPLES = 64                   # fixed-noise samples a grid (and a snapshot)
 
 
 class Monitor:
-    """The fixed noise of the sample grids, the label-free pool and choice, and the
-    per-epoch diagnostics; its ``state_dict`` entries are top-level keys of ``-last.pt``."""
+    """The fixed noise of the sample grids, the label-free pool, the agreement rule's
+    choice and the per-epoch diagnostics; its ``state_dict`` entries are top-level keys of
+    ``-last.pt``."""
 
-    def __init__(self, nz, device, labelfree_path):
+    def __init__(self, nz, device):
         self.fixed_z = sample_noise(SAMPLES, nz, device)  # the same every epoch, so grids compare
-        self.labelfree_path = labelfree_path
         self.pool = []
-        self.labelfree = {"epoch": 0, "agreement": -math.inf, "test": None}
+        self.agreement_choice = {"epoch": 0, "agreement": -math.inf, "test": None}
         self.diagnostics = []   # per epoch: entropy, fraction, classes, collapsed, agreement, epoch
 
-    @torch.no_grad()
     def samples(self, generator):
-        """This epoch's generator on the fixed noise (eval mode): the sample grid, the
-        diagnostics and the pool all read these."""
-        generator.eval()
-        return generator(self.fixed_z)
+        """This epoch's generator on the fixed noise, drawn as the student sees its images
+        (``game.draw_as_trained``): the sample grid, the diagnostics and the pool all read
+        these."""
+        return draw_as_trained(generator, self.fixed_z)
 
     @torch.no_grad()
     def end_of_epoch(self, teacher, student, probe, fixed_probe, epoch, score):
-        """Diagnose ``probe`` (this epoch's probe images), update the pool and keep the student
-        if it agrees with the teacher at least as well as the one kept (a tie: the later one,
-        trained longer). A ``fixed_probe`` (kd's, the same every epoch) is the whole pool:
-        repeating it would only weigh the same images more. Returns this epoch's diagnostics."""
+        """Diagnose ``probe`` (this epoch's probe images), update the pool and note the
+        student's epoch as the agreement rule's choice if it agrees with the teacher at least
+        as well as the one noted (a tie: the later one, trained longer). A ``fixed_probe``
+        (kd's, the same every epoch) is the whole pool: repeating it would only weigh the
+        same images more. Returns this epoch's diagnostics."""
         if probe[0].numel() > LARGE_IMAGE:
             probe = probe[:16]
         stats = class_histogram_stats(teacher(probe))
@@ -53,9 +57,8 @@ class Monitor:
         student.train(training)
         stats["epoch"] = epoch
         self.diagnostics.append(stats)
-        if stats["agreement"] >= self.labelfree["agreement"]:
-            self.labelfree = {"epoch": epoch, "agreement": stats["agreement"], "test": score}
-            checkpoint.save_state_dict(student, self.labelfree_path)
+        if stats["agreement"] >= self.agreement_choice["agreement"]:
+            self.agreement_choice = {"epoch": epoch, "agreement": stats["agreement"], "test": score}
         return stats
 
     def collapse_warning(self):
@@ -70,14 +73,15 @@ class Monitor:
                 f"class entropy {now['entropy']:.2f} of its maximum.")
 
     def state_dict(self):
+        # "labelfree": the agreement rule's choice, under the key of the files that chose by it
         return {"fixed_z": self.fixed_z.cpu(), "pool": [x.cpu() for x in self.pool],
-                "labelfree": self.labelfree, "diagnostics": self.diagnostics}
+                "labelfree": self.agreement_choice, "diagnostics": self.diagnostics}
 
     def load_state_dict(self, state):
         device = self.fixed_z.device
         self.fixed_z = state["fixed_z"].to(device)
         self.pool = [x.to(device) for x in state.get("pool", [])]
-        self.labelfree = dict(state.get("labelfree", self.labelfree))
+        self.agreement_choice = dict(state.get("labelfree", self.agreement_choice))
         self.diagnostics = list(state.get("diagnostics", []))
 
 

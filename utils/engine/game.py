@@ -55,6 +55,23 @@ def sample_noise(batch_size, nz, device):
     return torch.randn(batch_size, nz, 1, 1, device=device)
 
 
+@torch.no_grad()
+def draw_as_trained(generator, z):
+    """The generator's images for noise ``z`` as the student sees them in the game: in
+    train mode, each BatchNorm normalising with the batch's own statistics. Nothing of
+    the generator changes: its running statistics are updated on copies, its mode is
+    restored. (In eval mode a generator whose running statistics never moved, the random
+    generator's, would normalise with its initial ones and draw nearly blank images.)"""
+    generator = distributed.unwrap(generator)
+    buffer_copies = {name: b.clone() for name, b in generator.named_buffers()}
+    training = generator.training
+    generator.train()
+    try:
+        return torch.func.functional_call(generator, buffer_copies, (z,))
+    finally:
+        generator.train(training)
+
+
 def freeze(model):
     """Eval mode and no weight gradients: the teacher is never trained."""
     model.eval()

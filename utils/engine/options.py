@@ -4,6 +4,7 @@ import argparse
 
 from ..runtime import cli, speed
 from ..runtime.errors import UserError
+from . import diagnostics, ema, labelfree
 from .methods import METHODS
 
 
@@ -32,13 +33,18 @@ class DFADArgumentParser(argparse.ArgumentParser):
 
 def check_cuda_graph_method(args):
     """--cuda_graph replays the round's kernels, so the round must be the same kernels on
-    the same tensors every time (the method says whether it is)."""
+    the same tensors every time (the method says whether it is). The student's moving
+    average changes a Python-side weight every step, which a replay would freeze."""
     method = METHODS[args.method]
     if args.cuda_graph and not method.captures_in_cuda_graph:
         raise UserError(f"--cuda_graph cannot capture --method {args.method}: only methods whose rounds "
                         f"are the same GPU work every time are replayed from a graph "
                         f"({', '.join(m for m, c in METHODS.items() if c.captures_in_cuda_graph)}). "
                         f"Drop --cuda_graph for this method.")
+    if args.cuda_graph and args.student_ema:
+        raise UserError("--cuda_graph cannot capture --student_ema: the average's bias correction changes "
+                        "with every step, and a replayed graph would keep the value it had when it was "
+                        "captured. Drop one of the two.")
 
 
 def dfad_parser(description, *, experiment, dataset, datasets, model, models, teacher_model, batch_size,
@@ -67,6 +73,23 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
     parser.add_argument("--eval_ckpt", default=None,
                         help="with --test_only: the student to evaluate, e.g. the -labelfree.pt one "
                              "(default: the best student of this method)")
+    parser.add_argument("--student_ema", type=cli.momentum_value, nargs="?", const=ema.RECOMMENDED_DECAY,
+                        default=0.0, metavar="DECAY",
+                        help="evaluate, checkpoint (best, label-free) and report an exponential moving "
+                             "average of the student's weights, while the raw student plays the game; "
+                             "updated after every student step with this decay, bias-corrected so that the "
+                             "initial weights weigh nothing; BatchNorm running means and variances are "
+                             "averaged with the same decay. A bare --student_ema means "
+                             f"{ema.RECOMMENDED_DECAY} (about the last 1,000 student steps: 4 epochs of "
+                             "50 rounds); 0: off")
+    parser.add_argument("--labelfree_candidates", type=cli.positive_int, default=labelfree.CANDIDATES,
+                        metavar="K",
+                        help="the label-free choice: the students of the last K epochs are kept, one file "
+                             "each beside -last.pt (<...>-candidates/, K times the student's size: 45 MB a "
+                             "candidate for CIFAR's ResNet-18), and at the end of the run the one whose logits "
+                             "are closest to the teacher's (mean L1) on one fixed pool of images, the "
+                             f"fixed-noise samples of the last {diagnostics.POOL_SNAPSHOTS} epochs' generators "
+                             "(kd: its fixed probe), is saved as -labelfree.pt")
     add_method_args(parser, datasets)
     return parser
 

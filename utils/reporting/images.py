@@ -43,8 +43,9 @@ class PredictionPlots:
         self.real = None  # (images, colour-coded target, colour-coded teacher), computed once
 
     @torch.no_grad()
-    def __call__(self, plotter, teacher, student, generator, device):
-        """``generator`` None: the method has none to show (kd)."""
+    def __call__(self, plotter, teacher, student, draw, device):
+        """``draw(z)``: the generator's images for noise ``z`` as the student sees them
+        (the loop's ``game.draw_as_trained``); None: the method has no generator (kd)."""
         if not plotter.enabled:
             return
         student.eval()
@@ -56,10 +57,9 @@ class PredictionPlots:
         plotter.color_images("Real_target", target)
         plotter.color_images("Real_teacher", teacher_colours)
         plotter.color_images("Real_student", colorize(self.decode, student(images).argmax(1)))
-        if generator is None:
+        if draw is None:
             return
-        generator.eval()
-        fake = generator(self.z.to(device))
+        fake = draw(self.z.to(device))
         plotter.images("Fake_images", fake, mean=self.mean, std=self.std)
         plotter.color_images("Fake_teacher", colorize(self.decode, teacher(fake).argmax(1)))
         plotter.color_images("Fake_student", colorize(self.decode, student(fake).argmax(1)))

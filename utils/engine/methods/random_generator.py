@@ -14,7 +14,9 @@ class RandomGenerator(Method):
     def __init__(self, args, experiment, batch_size):
         # Its BatchNorm layers stop tracking running statistics: the generator's state_dict
         # stays bit-identical, while its samples are normalised with batch statistics in
-        # the game, as DFAD's generator draws them.
+        # the game, as DFAD's generator draws them. Its running statistics stay the initial
+        # ones, so its images are drawn in train mode wherever they are shown or scored
+        # (game.draw_as_trained), never in eval mode.
         for m in experiment.generator.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.track_running_stats = False
