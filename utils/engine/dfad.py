@@ -23,7 +23,7 @@ from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence
+from . import divergence, replay
 from .diagnostics import Monitor
 from ..metrics.classification import evaluate_classifier
 from .game import Method, Players, adversarial_loss_l1, freeze
@@ -33,7 +33,7 @@ from .methods import METHODS
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
 # The values are those of a checkpoint written before --method and --transfer_set existed.
 RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
-               "batch_size": None, "epoch_itrs": None}
+               "batch_size": None, "epoch_itrs": None, "replay": 0}
 
 
 @dataclass
@@ -303,15 +303,19 @@ def build_players(args, exp, device):
     optimizer_G = torch.optim.Adam(exp.generator.parameters(), lr=args.lr_G)
     schedulers = schedulers_of(args, exp, (optimizer_S, optimizer_G))
     players = Players(teacher, distributed.wrap(student, device), distributed.wrap(generator, device),
-                      optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss, Precision(args.amp, device))
+                      optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss, Precision(args.amp, device),
+                      replay=replay.build(args, METHODS[args.method].uses_generator,
+                                          distributed.local_batch_size(args.batch_size)))
     return players, schedulers
 
 
 def resumable_parts(exp, run):
-    """What --resume restores, by checkpoint key (the layout of ``-last.pt``)."""
+    """What --resume restores, by checkpoint key (the layout of ``-last.pt``). The method's
+    own state and the replay memory (None when there is none) are absent from older files."""
     p = run.players
     return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
-            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision,
+            "method_state": run.method, "replay": p.replay}
 
 
 def save_last(args, exp, run):

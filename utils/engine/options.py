@@ -4,6 +4,7 @@ import argparse
 
 from ..runtime import cli
 from .methods import METHODS
+from .replay import add_replay_args
 
 
 class DFADArgumentParser(argparse.ArgumentParser):
@@ -50,6 +51,7 @@ def dfad_parser(description, *, dataset, datasets, model, models, teacher_model,
                         help="with --test_only: the student to evaluate, e.g. the -labelfree.pt one "
                              "(default: the best student of this method)")
     add_method_args(parser, datasets)
+    add_replay_args(parser)
     return parser
 
 
