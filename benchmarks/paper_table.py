@@ -76,7 +76,7 @@ def script_datasets(dataset):
 def check_method(method):
     name, colon, transfer = method.partition(":")
     if name not in methods.METHODS or (colon and (name != "kd" or not transfer)):
-        raise UserError(f"unknown method {method}: use dfad, random, dafl, kd, or kd:<x> with x a data "
+        raise UserError(f"unknown method {method}: use {', '.join(methods.METHODS)}, or kd:<x> with x a data "
                         f"set of the script or a folder of images.")
 
 
