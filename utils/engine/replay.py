@@ -51,9 +51,9 @@ def add_replay_args(parser):
                        help=f"keep up to N entries of past generated images and append one, drawn at random, "
                             f"to every student step's images; 0: off; a bare --replay: {PAPER_SIZE}. The "
                             f"memory lives on the CPU and in -last.pt: N x (fraction x batch) generated images "
-                            f"(as the generator gives them: float32 without --amp), at each script's defaults 2.6 MB (MNIST, "
-                            f"512 x 1x32x32), 3.9 MB (CIFAR, 256 x 3x32x32), 16 MB (Caltech101, CamVid, NYUv2: "
-                            f"64 x 3x128x128)")
+                            f"(as the generator gives them: float32 without --amp), at each script's defaults "
+                            f"2.6 MB (MNIST, 512 x 1x32x32), 3.9 MB (CIFAR, 256 x 3x32x32), 16 MB (Caltech101, "
+                            f"CamVid, NYUv2: 64 x 3x128x128)")
     group.add_argument("--replay_fraction", type=fraction_value, default=PAPER_FRACTION,
                        help="an entry's size as a fraction of the batch: the images stored at a time, and "
                             "those appended to each student step")
