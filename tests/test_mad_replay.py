@@ -169,7 +169,7 @@ def test_resume_restores_the_moving_average_and_the_memory_exactly(tmp_path, mon
     with pytest.raises(Interrupted):
         run_game(tmp_path, *RESUMED_GAME)
     saved = torch.load(LAST, weights_only=True)
-    assert (saved["epoch"], saved["iteration"], len(saved["replay"]["entries"])) == (1, 2, 1)
+    assert (saved["epoch"], saved["iteration"], len(saved["replay"][0]["entries"])) == (1, 2, 1)
     monkeypatch.setattr(MAD, "play_round", play_round)
     run_game(tmp_path, *RESUMED_GAME, "--resume", scrambled=True)
     resumed = torch.load(LAST, weights_only=True)
@@ -178,8 +178,10 @@ def test_resume_restores_the_moving_average_and_the_memory_exactly(tmp_path, mon
         assert all(torch.equal(v, straight[key][k]) for k, v in resumed[key].items()), key
     ema = resumed["method_state"]["ema_generator"]
     assert all(torch.equal(v, straight["method_state"]["ema_generator"][k]) for k, v in ema.items())
-    assert len(resumed["replay"]["entries"]) == 3
-    assert all(torch.equal(a, b) for a, b in zip(resumed["replay"]["entries"], straight["replay"]["entries"]))
+    memory, straight_memory = resumed["replay"][0], straight["replay"][0]  # one process: rank 0's
+    assert len(memory["entries"]) == 3 and memory["steps"] == straight_memory["steps"] == 3 * 3 * 5
+    assert all(torch.equal(a, b) for a, b in zip(memory["entries"], straight_memory["entries"]))
+    assert torch.equal(memory["rng"], straight_memory["rng"])
     assert resumed["history"] == straight["history"]
 
 

@@ -102,7 +102,7 @@ STABILISED = ["--method", "mad", "--replay", "--replay_every", "1", "--epochs", 
 
 def mad_with_replay_ran(root, dataset, student):
     last = torch.load(root / "checkpoint" / "student" / f"{dataset}-{student}-mad-last.pt", weights_only=True)
-    return record(root, dataset, "mad")["args"]["replay"] == 10 and len(last["replay"]["entries"]) == 2 \
+    return record(root, dataset, "mad")["args"]["replay"] == 10 and len(last["replay"][0]["entries"]) == 2 \
         and last["method_state"]["ema_generator"].keys() == last["generator"].keys()
 
 

@@ -251,5 +251,5 @@ def test_mad_with_replay_end_to_end(dataset, epochs, in_tmp_dir):
     script.main(argv("--ckpt", "teacher.pt", "--data_root", root, "--no_visdom", *TINY, "--epoch_itrs", "1",
                      "--method", "mad", "--replay", "--replay_every", "1", "--epochs", epochs))
     last = load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet-mad-last.pt")
-    assert [e.shape for e in last["replay"]["entries"]] == [(1, 3, 128, 128)] * epochs  # 1/8 of 2 images: 1
+    assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 3, 128, 128)] * epochs  # 1/8 of 2 images: 1
     GeneratorB(nz=256, nc=3, img_size=128).load_state_dict(last["method_state"]["ema_generator"], strict=True)

@@ -311,18 +311,26 @@ def build_players(args, exp, device):
 
 def resumable_parts(exp, run):
     """What --resume restores, by checkpoint key (the layout of ``-last.pt``). The method's
-    own state and the replay memory (None when there is none) are absent from older files."""
+    own state (None for a method without one) is absent from older files; so is ``replay``
+    (:func:`save_last`)."""
     p = run.players
     return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision,
-            "method_state": run.method, "replay": p.replay}
+            "method_state": run.method}
 
 
 def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
                                    iteration=run.iteration, best=run.best, history=run.history,
-                                   run_id=run.run_id, **run.monitor.state_dict())
+                                   run_id=run.run_id, replay=replay_states(run.players.replay),
+                                   **run.monitor.state_dict())
+
+
+def replay_states(memory):
+    """--replay's memory of every process, by rank (each replays its own images; collective),
+    or None when replay is off."""
+    return None if memory is None else distributed.all_gather_object(memory.state_dict())
 
 
 def restore_last(args, exp, run):
@@ -332,6 +340,9 @@ def restore_last(args, exp, run):
     run.best, run.history = state["best"], list(state["history"])
     run.run_id = state.get("run_id", run.run_id)
     run.monitor.load_state_dict(state)
+    if run.players.replay is not None:  # RESUME_KEYS: the saved run replayed too
+        with checkpoint.resume_errors(run.files.last):
+            run.players.replay.load_state_dict(state["replay"][distributed.rank()])
     if distributed.is_main():
         print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
               f"best {exp.metric_name} {run.best:.4f}", flush=True)
