@@ -18,7 +18,9 @@ those of the public reimplementation by Patel et al. (CVPR 2023, github.com/gaur
 
 Choices of ours: "epoch" is this project's (``--epoch_itrs`` rounds of five student
 steps); the draw uses a random generator of its own, so turning replay on leaves the
-game's noise stream as it is, and nothing changes until the first entry is stored.
+game's noise stream as it is, and nothing changes until the first entry is stored. Under
+torchrun each process keeps and replays its own images; ``-last.pt`` holds every
+process's memory under ``replay``, a list by rank (``dfad.save_last``).
 """
 import argparse
 
