@@ -31,7 +31,7 @@ from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
-# The values are those of a checkpoint written before --method and --transfer_set existed.
+# The values are those of a checkpoint written before --method, --transfer_set and --replay existed.
 RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
                "batch_size": None, "epoch_itrs": None, "replay": 0}
 
