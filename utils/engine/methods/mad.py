@@ -22,10 +22,12 @@ captions only, so the defaults below are to be checked against its method sectio
   its own statistics, without gradients, and without tracking running statistics, so that
   drawing them leaves G~ unchanged (``track_running_stats`` off, as RandomGenerator does).
 - A student step learns on B images of G and B of G~ (B = ``--batch_size``), one forward
-  pass through student and teacher on the 2B images; the loss is
+  pass through student and teacher on the 2B images (the student's BatchNorm normalises
+  them as one batch, and its running statistics move once a step, as in DFAD); the loss is
   L1(G's part) + ``--mad_weight`` x L1(G~'s part), each an L1 mean as DFAD's (the paper
   weights its two terms; 1 and 1 here). With ``--replay``, the replayed images join G's
-  part. MAD's extra cost is this second batch: about 1.4x DFAD's time, as the paper says.
+  part. MAD's extra cost is this second batch (the same summary reports about 40% more
+  time than the paper's adversarial baseline).
 - DFAD's game otherwise: its unconditional generator (MAD uses a class-conditional one,
   with class embeddings, on large data sets), its L1 on logits for the student, its
   adversarial loss for the generator (-L1; segmentation -log(L1 + 1)), its five student
