@@ -97,7 +97,7 @@ def test_every_method_on_the_cifar_script(cifar_root):
     assert record(cifar_root, "cifar10", "kd")["args"]["transfer_set"] == str(folder)
 
 
-STABILISED = ["--method", "mad", "--replay", "--replay_every", "1", "--epochs", "2"]
+STABILISED = ["--method", "mad", "--replay", "--replay_every", "1", "--epochs", "2", "--epoch_itrs", "1"]
 
 
 def mad_with_replay_ran(root, dataset, student):
