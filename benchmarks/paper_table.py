@@ -4,7 +4,7 @@ run per cell (as subprocesses, as a user runs them), then results/paper_table.md
     python benchmarks/paper_table.py --datasets digits mnist --methods dfad random dafl kd kd:digits \\
         --seeds 1 2 3 --epochs 20 --epoch_itrs 50 --batch_size 64 --jobs 2 --budget_minutes 600
 
-A method is dfad, random, dafl, kd (KD-ORI: the teacher's own training set) or
+A method is dfad, random, dafl, mad, kd (KD-ORI: the teacher's own training set) or
 kd:<x>, KD on x: another data set the script loads (e.g. kd:digits for an MNIST teacher)
 or a folder of images, given relatively or absolutely (its cells are named
 kd-<folder name>-<hash of its absolute path>); any of them may be followed by options of

@@ -92,8 +92,9 @@ def test_cuda_graph_refuses_methods_whose_rounds_change():
     assert DFAD_mnist.get_args_parser().parse_args(["--cuda_graph"]).cuda_graph is True
 
 
-def test_cuda_graph_refuses_the_students_moving_average():
-    args = DFAD_mnist.get_args_parser().parse_args(["--student_ema"])
+@pytest.mark.parametrize("flag", ["--student_ema", "--replay"])
+def test_cuda_graph_refuses_what_changes_from_step_to_step(flag):
+    args = DFAD_mnist.get_args_parser().parse_args([flag])
     args.cuda_graph = True  # as parsed on a GPU machine
-    with pytest.raises(UserError, match="--student_ema"):
+    with pytest.raises(UserError, match=flag):
         options.check_cuda_graph_method(args)

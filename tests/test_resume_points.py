@@ -123,8 +123,9 @@ def test_every_script_offers_restart_beside_resume(script, capsys):
 
 # --- item 5: a resumed run is the same run ---------------------------------------------------
 
-@pytest.mark.parametrize("flag,old,new", [("--batch_size", "8", "16"), ("--epoch_itrs", "2", "3")])
-def test_resume_refuses_another_batch_size_or_epoch_length(workdir, capsys, flag, old, new):
+@pytest.mark.parametrize("flag,old,new", [("--batch_size", "8", "16"), ("--epoch_itrs", "2", "3"),
+                                          ("--replay", "0", "10")])
+def test_resume_refuses_another_batch_size_epoch_length_or_replay(workdir, capsys, flag, old, new):
     assert run_main(DFAD_mnist.main, GAME, capsys)[0] == 0
     before = {p: open(p, "rb").read() for p in (LAST, CSV, JSON)}
     code, out, err = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:]

@@ -104,6 +104,22 @@ def test_student_ema_on_the_cifar_script(cifar_root):
     assert_reports_the_average(cifar_root, "cifar10-resnet18_8x", network.resnet_8x.ResNet18_8x(10), rounds=2)
 
 
+STABILISED = ["--method", "mad", "--replay", "--replay_every", "1", "--epochs", "2", "--epoch_itrs", "1"]
+
+
+def mad_with_replay_ran(root, dataset, student):
+    last = torch.load(root / "checkpoint" / "student" / f"{dataset}-{student}-mad-last.pt", weights_only=True)
+    return record(root, dataset, "mad")["args"]["replay"] == 10 and len(last["replay"][0]["entries"]) == 2 \
+        and last["method_state"]["ema_generator"].keys() == last["generator"].keys()
+
+
+def test_mad_with_replay_on_the_cifar_script(cifar_root):
+    path = cifar_root / "teacher.pt"
+    torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
+    DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(path), *TINY_DFAD, *STABILISED])
+    assert mad_with_replay_ran(cifar_root, "cifar10", "resnet18_8x")
+
+
 def test_a_folder_transfer_set_is_checked(cifar_root, capsys):
     path = cifar_root / "teacher.pt"
     torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), path)
@@ -166,6 +182,13 @@ def test_student_ema_on_the_caltech_script(caltech_root):
     DFAD_caltech101.main(["--ckpt", str(caltech_root / "teacher.pt"), *TINY_DFAD, "--student_ema"])
     assert_reports_the_average(caltech_root, "caltech101-resnet18", torchvision.models.resnet18(num_classes=101),
                                rounds=2)
+
+
+def test_mad_with_replay_on_the_caltech_script(caltech_root):
+    path = caltech_root / "teacher.pt"
+    torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), path)
+    DFAD_caltech101.main(["--ckpt", str(path), *TINY_DFAD, *STABILISED])
+    assert mad_with_replay_ran(caltech_root, "caltech101", "resnet18")
 
 
 def test_caltech_without_split_says_to_run_the_split_script(in_tmp_dir):

@@ -10,6 +10,8 @@ import network
 import train_teacher
 from conftest import run_script
 from test_student_ema import assert_reports_the_average
+from utils.engine.methods import METHODS
+from utils.runtime.errors import UserError
 
 TINY_DFAD = ["--dataset", "digits", "--epochs", "1", "--epoch_itrs", "2", "--batch_size", "8",
              "--no_visdom"]
@@ -52,6 +54,22 @@ def test_dfad_mnist_end_to_end(digits_teacher, capsys):
 def test_student_ema_end_to_end(digits_teacher):
     DFAD_mnist.main(TINY_DFAD + ["--student_ema"])
     assert_reports_the_average(digits_teacher.parents[2], "digits-lenet5_half", network.lenet.LeNet5Half(), rounds=2)
+
+
+STABILISED = ["--epochs", "2", "--replay", "--replay_every", "1"]  # an entry stored after each epoch
+
+
+def test_replay_with_every_method_that_has_a_generator_and_mad(digits_teacher):
+    student_dir = digits_teacher.parents[1] / "student"
+    for method in ("dfad", "random", "dafl", "mad"):
+        DFAD_mnist.main(TINY_DFAD + STABILISED + ["--method", method])
+        last = torch.load(student_dir / f"digits-lenet5_half{METHODS[method].suffix()}-last.pt", weights_only=True)
+        assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 1, 32, 32)] * 2  # 1/8 of a batch of 8
+        assert last["args"]["replay"] == 10
+    ema = network.gan.GeneratorA(nz=100, nc=1, img_size=32)
+    ema.load_state_dict(last["method_state"]["ema_generator"], strict=True)  # mad's moving average
+    with pytest.raises(UserError, match="--method kd has no generator"):
+        DFAD_mnist.main(TINY_DFAD + ["--method", "kd", "--replay"])
 
 
 def test_scheduler_decays_both_learning_rates(digits_teacher, capsys):

@@ -250,3 +250,18 @@ def test_student_ema_end_to_end(dataset, in_tmp_dir):
                      "--student_ema"))
     assert_reports_the_average(in_tmp_dir, f"{dataset}-deeplabv3_mobilenet",
                                deeplabv3_mobilenet(classes, pretrained_backbone=False), rounds=1)
+
+
+# Each epoch costs half a minute here (five steps on 128x128 images through ResNet-50): one
+# script replays (an entry is stored after epoch 1, replayed in epoch 2); the other, which
+# shares its declaration (deeplab_experiment.py), plays one epoch and stores its entry.
+@pytest.mark.parametrize("dataset,epochs", [("camvid", 2), ("nyuv2", 1)])
+def test_mad_with_replay_end_to_end(dataset, epochs, in_tmp_dir):
+    script, _, _, _, classes, _ = CASES[dataset]
+    root = data_root(in_tmp_dir, dataset)
+    torch.save(reference_teacher(classes), "teacher.pt")
+    script.main(argv("--ckpt", "teacher.pt", "--data_root", root, "--no_visdom", *TINY, "--epoch_itrs", "1",
+                     "--method", "mad", "--replay", "--replay_every", "1", "--epochs", epochs))
+    last = load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet-mad-last.pt")
+    assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 3, 128, 128)] * epochs  # 1/8 of 2 images: 1
+    GeneratorB(nz=256, nc=3, img_size=128).load_state_dict(last["method_state"]["ema_generator"], strict=True)

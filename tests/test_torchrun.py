@@ -5,6 +5,7 @@ import sys
 
 import torch
 
+import train_teacher
 from conftest import ROOT, free_port
 
 DFAD = ["--dataset", "digits", "--epochs", "2", "--epoch_itrs", "3", "--batch_size", "8", "--no_visdom"]
@@ -53,3 +54,23 @@ def test_global_batch_must_split_evenly(tmp_path):
     result = torchrun(tmp_path, "train_teacher", "--dataset", "digits", "--batch_size", "7", "--no_visdom")
     assert result.returncode != 0 and "cannot be split evenly over 2 processes" in result.stderr
     assert not (tmp_path / "checkpoint").exists()  # refused before any training
+
+
+def test_mad_with_replay_data_parallel_keeps_and_resumes_each_processs_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train_teacher.main(["--dataset", "digits", "--epochs", "1", "--batch_size", "64", "--no_visdom"])
+    game = [*DFAD, "--method", "mad", "--replay", "--replay_every", "1"]
+    result = torchrun(tmp_path, "DFAD_mnist", *game)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_identical_on_both_ranks(tmp_path, "dfad")  # the game's weights; the memories differ
+    last = tmp_path / "checkpoint" / "student" / "digits-lenet5_half-mad-last.pt"
+    before = torch.load(last, weights_only=True)["replay"]
+    assert [len(m["entries"]) for m in before] == [2, 2]  # after epochs 1 and 2, on each process
+    assert not torch.equal(before[0]["entries"][0], before[1]["entries"][0])  # each stores its own images
+
+    resumed = torchrun(tmp_path, "DFAD_mnist", *game[:2], "--epochs", "3", *game[4:], "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = torch.load(last, weights_only=True)["replay"]
+    for rank in (0, 1):  # each process got its own memory back and went on storing
+        assert len(after[rank]["entries"]) == 3
+        assert all(torch.equal(a, b) for a, b in zip(after[rank]["entries"], before[rank]["entries"]))

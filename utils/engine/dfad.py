@@ -24,7 +24,7 @@ from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence
+from . import divergence, replay
 from .diagnostics import Monitor
 from .ema import StudentEMA
 from .labelfree import Candidates
@@ -35,10 +35,10 @@ from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
-# The values are those of a checkpoint written before --method, --transfer_set and
-# --student_ema existed.
+# The values are those of a checkpoint written before --method, --transfer_set, --student_ema
+# and --replay existed.
 RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
-               "batch_size": None, "epoch_itrs": None, "student_ema": 0.0}
+               "batch_size": None, "epoch_itrs": None, "student_ema": 0.0, "replay": 0}
 
 
 @dataclass
@@ -345,17 +345,22 @@ def build_players(args, exp, device):
     schedulers = schedulers_of(args, exp, (optimizer_S, optimizer_G))
     players = Players(teacher, distributed.wrap(student, device), distributed.wrap(generator, device),
                       optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss,
-                      Precision(args.amp, device, cache_casts=not graph))
+                      Precision(args.amp, device, cache_casts=not graph),
+                      replay=replay.build(args, METHODS[args.method].uses_generator,
+                                          distributed.local_batch_size(args.batch_size)))
     return players, schedulers
 
 
 def resumable_parts(exp, run):
     """What --resume restores, by checkpoint key (the layout of ``-last.pt``). "student" is
     the student that plays; with --student_ema, "student_ema" holds the moving average
-    ({"model": its state_dict, "steps": student steps averaged})."""
+    ({"model": its state_dict, "steps": student steps averaged}). The method's own state
+    (None for a method without one) is absent from older files; so is ``replay``
+    (:func:`save_last`)."""
     p = run.players
     parts = {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
-             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision}
+             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision,
+             "method_state": run.method}
     if run.ema:
         parts["student_ema"] = run.ema
     return parts
@@ -365,7 +370,14 @@ def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
     checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
                                    iteration=run.iteration, best=run.best, history=run.history,
-                                   run_id=run.run_id, **run.monitor.state_dict(), **run.candidates.state_dict())
+                                   run_id=run.run_id, replay=replay_states(run.players.replay),
+                                   **run.monitor.state_dict(), **run.candidates.state_dict())
+
+
+def replay_states(memory):
+    """--replay's memory of every process, by rank (each replays its own images; collective),
+    or None when replay is off."""
+    return None if memory is None else distributed.all_gather_object(memory.state_dict())
 
 
 def restore_last(args, exp, run):
@@ -376,6 +388,9 @@ def restore_last(args, exp, run):
     run.run_id = state.get("run_id", run.run_id)
     run.monitor.load_state_dict(state)
     run.candidates.load_state_dict(state)
+    if run.players.replay is not None:  # RESUME_KEYS: the saved run replayed too
+        with checkpoint.resume_errors(run.files.last):
+            run.players.replay.load_state_dict(state["replay"][distributed.rank()])
     if distributed.is_main():
         print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
               f"best {exp.metric_name} {run.best:.4f}", flush=True)

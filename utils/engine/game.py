@@ -110,6 +110,7 @@ class Players:
     adversarial_loss: Callable = adversarial_loss_l1
     precision: Precision = field(default_factory=Precision)
     after_student_step: Callable = lambda: None  # e.g. the student's moving average
+    replay: object = None  # --replay: past generated images every student step also learns on (replay.Replay)
 
     def noise(self, batch_size):
         return sample_noise(batch_size, self.nz, self.device)
@@ -165,3 +166,11 @@ class Method:
         """The images the end-of-epoch diagnostics look at: by default this epoch's
         fixed-noise samples of the generator."""
         return samples
+
+    def state_dict(self):
+        """What --resume needs of the method's own state (``-last.pt`` key ``method_state``);
+        None for a method that keeps none."""
+        return None
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s value (only called with one that is not None)."""

@@ -6,6 +6,7 @@ from ..runtime import cli, speed
 from ..runtime.errors import UserError
 from . import diagnostics, ema, labelfree
 from .methods import METHODS
+from .replay import add_replay_args
 
 
 class DFADArgumentParser(argparse.ArgumentParser):
@@ -44,6 +45,10 @@ def check_cuda_graph_method(args):
     if args.cuda_graph and args.student_ema:
         raise UserError("--cuda_graph cannot capture --student_ema: the average's bias correction changes "
                         "with every step, and a replayed graph would keep the value it had when it was "
+                        "captured. Drop one of the two.")
+    if args.cuda_graph and args.replay:
+        raise UserError("--cuda_graph cannot capture --replay: which stored images a step replays is "
+                        "decided in Python at every step, and a replayed graph would repeat the choice it "
                         "captured. Drop one of the two.")
 
 
@@ -91,6 +96,7 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
                              f"fixed-noise samples of the last {diagnostics.POOL_SNAPSHOTS} epochs' generators "
                              "(kd: its fixed probe), is saved as -labelfree.pt")
     add_method_args(parser, datasets)
+    add_replay_args(parser)
     return parser
 
 

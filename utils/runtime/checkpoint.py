@@ -357,8 +357,8 @@ def restore_training_state(path, args, resume_keys, holders, schema):
     the entries' types (:data:`DFAD_LAST`, :data:`TEACHER_LAST`), checked first."""
     state = load_last(path, args, resume_keys, schema)
     with resume_errors(path):
-        for key, holder in holders.items():
-            _load_into(holder, state[key])
+        for key, holder in holders.items():  # a key the schema does not require may be absent: an older file
+            _load_into(holder, state.get(key))
         set_rng_state(state["rng"][distributed.rank()])
     return state
 

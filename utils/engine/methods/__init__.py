@@ -9,9 +9,10 @@ from ..game import Method
 from .dafl import DAFL
 from .dfad import DFAD
 from .kd import KD
+from .mad import MAD
 from .random_generator import RandomGenerator
 
-METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, KD)}
+METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, KD, MAD)}
 ROW_ORDER = [method.row_label({}) for method in METHODS.values()]  # the results table's rows
 
 # Options of the round that any method can take, each a row of its own in the results

@@ -11,7 +11,15 @@ from ..game import STUDENT_STEPS, Method, discrepancy, weights_frozen
 
 def student_step(p, images, loss_fn=discrepancy):
     """One optimizer step of the student towards the teacher on ``images`` (every method's
-    student step: the baselines pass their own loss)."""
+    student step: the baselines pass their own loss); with ``--replay``, on past generated
+    images as well."""
+    if p.replay is not None:
+        images = p.replay.mix(images)
+    return imitate(p, images, loss_fn)
+
+
+def imitate(p, images, loss_fn=discrepancy):
+    """The optimizer step itself: the student moves towards the teacher's logits on ``images``."""
     with torch.no_grad(), p.precision.autocast():
         t_logit = p.teacher(images)
     p.optimizer_S.zero_grad(set_to_none=True)
