@@ -11,10 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from test_dfad_engine import game_args, networks, tiny_experiment
-from test_student_ema import stop_at_round
+from test_student_ema import straight_and_stopped
 from utils.engine import dfad
 from utils.engine.labelfree import Candidates
-from utils.runtime.signals import Interrupted
 
 CPU = torch.device("cpu")
 STUDENTS = os.path.join("checkpoint", "student")
@@ -111,23 +110,14 @@ def test_a_run_chooses_on_the_last_pool_and_records_both_rules(tmp_path, monkeyp
 
 
 def test_a_run_stopped_and_resumed_chooses_the_same(tmp_path, monkeypatch):
-    game = ["--epochs", "4", "--labelfree_candidates", "2"]
-    chosen = {}
-    for name in ("straight", "stopped"):
-        folder = tmp_path / name
-        folder.mkdir()
-        monkeypatch.chdir(folder)
-        resume = []
-        if name == "stopped":
-            with monkeypatch.context() as m:
-                stop_at_round(m, 3, 1)
-                with pytest.raises(Interrupted):
-                    dfad.run(game_args(*game), tiny_experiment(*networks()), CPU)
-            assert load(LAST)["labelfree_candidates"] == [1, 2]
-            resume = ["--resume"]
-        dfad.run(game_args(*game, *resume), tiny_experiment(*networks()), CPU)
-        r = record(folder)
-        chosen[name] = ({k: v for k, v in r.items() if k.startswith("labelfree")}, load(LABELFREE))
-    (straight, straight_file), (resumed, resumed_file) = chosen.values()
+    def two_candidates_kept():
+        assert load(LAST)["labelfree_candidates"] == [1, 2]
+
+    def choice(folder):
+        return {k: v for k, v in record(folder).items() if k.startswith("labelfree")}, load(LABELFREE)
+
+    (straight, straight_file), (resumed, resumed_file) = straight_and_stopped(
+        tmp_path, monkeypatch, ["--epochs", "4", "--labelfree_candidates", "2"], (3, 1), two_candidates_kept,
+        choice)
     assert straight == resumed and [c["epoch"] for c in straight["labelfree_candidates"]] == [3, 4]
     assert all(torch.equal(resumed_file[k], v) for k, v in straight_file.items())

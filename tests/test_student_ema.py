@@ -96,9 +96,11 @@ def stop_at_round(monkeypatch, epoch, i):
     monkeypatch.setattr(divergence, "check_round", check_then_stop)
 
 
-def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypatch):
-    game = ["--epochs", "3", "--student_ema", "0.9"]
-    finished = {}
+def straight_and_stopped(tmp_path, monkeypatch, game, stop_at, check_stopped, outcome):
+    """``outcome(folder)`` of ``game`` run straight through, and of it stopped at round
+    ``stop_at`` (epoch, i) then resumed, each in a folder of its own; ``check_stopped``
+    looks at the stopped run's files before it resumes."""
+    outcomes = []
     for name in ("straight", "stopped"):
         folder = tmp_path / name
         folder.mkdir()
@@ -106,14 +108,23 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypat
         resume = []
         if name == "stopped":
             with monkeypatch.context() as m:
-                stop_at_round(m, 2, 1)
+                stop_at_round(m, *stop_at)
                 with pytest.raises(Interrupted):
                     dfad.run(game_args(*game), tiny_experiment(*networks()), CPU)
-            assert torch.load(LAST, weights_only=True)["iteration"] == 2
+            check_stopped()
             resume = ["--resume"]
         dfad.run(game_args(*game, *resume), tiny_experiment(*networks()), CPU)
-        finished[name] = torch.load(LAST, weights_only=True), torch.load(BEST, weights_only=True)
-    (straight, straight_best), (resumed, resumed_best) = finished.values()
+        outcomes.append(outcome(folder))
+    return outcomes
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypatch):
+    def stopped_after_two_rounds():
+        assert torch.load(LAST, weights_only=True)["iteration"] == 2
+
+    (straight, straight_best), (resumed, resumed_best) = straight_and_stopped(
+        tmp_path, monkeypatch, ["--epochs", "3", "--student_ema", "0.9"], (2, 1), stopped_after_two_rounds,
+        lambda folder: (torch.load(LAST, weights_only=True), torch.load(BEST, weights_only=True)))
     assert resumed["student_ema"]["steps"] == straight["student_ema"]["steps"] == 3 * 3 * 5
     for a, b in ((straight["student_ema"]["model"], resumed["student_ema"]["model"]),
                  (straight["student"], resumed["student"]), (straight_best, resumed_best)):

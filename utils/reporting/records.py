@@ -159,17 +159,21 @@ def _csv_row(values):
     return buffer.getvalue()
 
 
+def _load_json(path, advice):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path} is not a readable run record ({_reason(e)}). {advice}") from None
+
+
 def read_run_records(path):
     """The JSON list of run records at ``path`` ([] when absent); a file that is not one
     is an error naming it."""
     if not os.path.exists(path):
         return []
-    try:
-        with open(path) as f:
-            records = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{path} is not a readable run record ({_reason(e)}). Move it away or "
-                        f"repair it; runs append one record to it, and get_results.py reads it.") from None
+    records = _load_json(path, "Move it away or repair it; runs append one record to it, and "
+                            "get_results.py reads it.")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise UserError(f"{path} is not a run record: it should hold a JSON list of objects. Move it "
                         f"away or repair it.")
@@ -179,12 +183,7 @@ def read_run_records(path):
 def read_run_record(path):
     """The one run record (a JSON object) committed at ``path``; anything else is an error
     naming it."""
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{path} is not a readable run record ({_reason(e)}). Move it away or "
-                        f"repair it.") from None
+    record = _load_json(path, "Move it away or repair it.")
     if not isinstance(record, dict):
         raise UserError(f"{path} is not a run record: it should hold one JSON object, as "
                         f"benchmarks/paper_table.py --records writes them. Move it away or repair it.")
