@@ -72,6 +72,14 @@ def draw_as_trained(generator, z):
         generator.train(training)
 
 
+def batch_statistics_only(generator):
+    """Its BatchNorm layers stop tracking running statistics: it normalises every batch with
+    the batch's own, in either mode, and its buffers never change."""
+    for m in generator.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+
+
 def freeze(model):
     """Eval mode and no weight gradients: the teacher is never trained."""
     model.eval()

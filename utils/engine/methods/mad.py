@@ -36,10 +36,9 @@ captions only, so the defaults below are to be checked against its method sectio
 import copy
 
 import torch
-import torch.nn as nn
 
 from ...runtime.cli import momentum_value, non_negative_float
-from ..game import STUDENT_STEPS, Method, discrepancy
+from ..game import STUDENT_STEPS, Method, batch_statistics_only, discrepancy
 from .dfad import generator_step, imitate
 
 PAPER_MOMENTUM = 0.95
@@ -50,9 +49,7 @@ def moving_average_copy(generator):
     ema = copy.deepcopy(generator)
     ema.requires_grad_(False)
     ema.train()
-    for m in ema.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.track_running_stats = False
+    batch_statistics_only(ema)
     return ema
 
 

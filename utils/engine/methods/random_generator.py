@@ -1,9 +1,8 @@
 """The paper's "random generator" baseline: the generator keeps its random initialisation
 and never moves; the student imitates the teacher (same L1 as DFAD) on its samples."""
 import torch
-import torch.nn as nn
 
-from ..game import STUDENT_STEPS, Method
+from ..game import STUDENT_STEPS, Method, batch_statistics_only
 from .dfad import student_step
 
 
@@ -17,9 +16,7 @@ class RandomGenerator(Method):
         # the game, as DFAD's generator draws them. Its running statistics stay the initial
         # ones, so its images are drawn in train mode wherever they are shown or scored
         # (game.draw_as_trained), never in eval mode.
-        for m in experiment.generator.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.track_running_stats = False
+        batch_statistics_only(experiment.generator)
 
     def play_round(self, p, batch_size):
         for _ in range(STUDENT_STEPS):
