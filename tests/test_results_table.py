@@ -66,13 +66,16 @@ def test_variant_rows_are_labelled_from_the_arguments_and_follow_their_method():
 
 def test_the_footnote_defines_the_columns_and_says_where_the_records_came_from():
     dirty = dict(record([0.8, 0.9], method="dafl"), commit="c" * 40, dirty=True, device="NVIDIA H200")
-    lines = table.report([("a.json", record([0.9])), ("b.json", dirty), ("c.json", record([0.9], seed=2))], methods)
+    decayed = record([0.9], seed=3, scheduler=True, step_size=7)
+    lines = table.report([("a.json", record([0.9])), ("b.json", dirty), ("c.json", record([0.9], seed=2)),
+                          ("d.json", decayed)], methods)
     note = "\n".join(lines[lines.index("") + 1:])
     assert "sample standard deviation (ddof=1)" in note and "last min(10, n) epochs" in note
-    assert "Budgets: digits: 1 epochs x 50 rounds, batch 64 (2 runs); digits: 2 epochs x 50 rounds, batch 64 (1 run)." in note
-    assert "Ran on: CPU, 2 cores (2 runs); NVIDIA H200 (1 run)." in note
-    assert "Code (git commit): aaaaaaaaaaaa (2 runs); cccccccccccc with uncommitted changes (1 run)." in note
-    assert "Teacher file (sha256): digits bbbbbbbbbbbb (3 runs)." in note
+    assert ("Budgets: digits: 1 epochs x 50 rounds, batch 64 (2 runs); digits: 1 epochs x 50 rounds, batch 64, "
+            "--scheduler --step_size 7 (1 run); digits: 2 epochs x 50 rounds, batch 64 (1 run).") in note
+    assert "Ran on: CPU, 2 cores (3 runs); NVIDIA H200 (1 run)." in note
+    assert "Code (git commit): aaaaaaaaaaaa (3 runs); cccccccccccc with uncommitted changes (1 run)." in note
+    assert "Teacher file (sha256): digits bbbbbbbbbbbb (4 runs)." in note
     assert "- dafl is DAFL's losses and learning rates at DFAD's budget" in note
     assert "DAFL's" not in "\n".join(table.report([("a.json", record([0.9]))], methods))   # no dafl row: no note
 

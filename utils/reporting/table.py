@@ -137,9 +137,12 @@ def counted(values, unit="run"):
 
 
 def budget_of(record):
+    """The run's length, batch and learning-rate schedule: a decay changes what the last
+    epochs mean, so runs with and without one never share a budget line."""
     args = record.get("args", {})
+    schedule = f", --scheduler --step_size {args.get('step_size', '?')}" if args.get("scheduler") else ""
     return (f"{args.get('dataset', '?')}: {args.get('epochs', '?')} epochs x {args.get('epoch_itrs', '?')} "
-            f"rounds, batch {args.get('batch_size', '?')}")
+            f"rounds, batch {args.get('batch_size', '?')}{schedule}")
 
 
 def code_of(record):
