@@ -20,7 +20,9 @@ curves.png are written in DIR and hold every record there. So `--budget_minutes 
 --records DIR` rebuilds the table from the committed records alone.
 
 Each cell runs in a folder of its own, runs/paper_table/<dataset>-<method>-e<epochs>x<itrs>
--b<batch>-seed<seed>/ (its checkpoints, log/ and output.log), so cells can run side by
+-b<batch>-seed<seed>[-with-<flags>]/ (its checkpoints, log/ and output.log; the end names
+the --extra flags that change what it learns, e.g. -with-scheduler-step_size7, so a grid
+with other flags never counts these cells as its own), so cells can run side by
 side (--jobs) and never overwrite the checkpoints of your own runs. A running cell holds
 the lock of its folder (cell.lock): a second grid started at the same time skips it.
 Resumable: a cell whose run record exists is not run again, and one that was stopped
@@ -39,8 +41,10 @@ import collections
 import fcntl
 import functools
 import glob
+import hashlib
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +63,14 @@ SCRIPTS = {"mnist": "DFAD_mnist.py", "digits": "DFAD_mnist.py", "cifar10": "DFAD
            "cifar100": "DFAD_cifar.py", "caltech101": "DFAD_caltech101.py",
            "camvid": "DFAD_camvid_deeplab.py", "nyuv2": "DFAD_nyu_deeplab.py"}
 GRID_ARGS = ("seed", "epochs", "epoch_itrs", "batch_size", "method", "transfer_set")
+# Flags of the scripts that --extra may set without changing what a cell learns: a grid
+# rerun with other values finds its cells measured. Any other flag names the cell's folder.
+RUNTIME_FLAGS = {"num_workers", "no_cuda", "visdom_port", "no_visdom", "download", "log_interval", "verbose",
+                 "deterministic"}
+# Flags the grid sets itself for each cell (or that would make a cell something other than a run).
+GRID_FLAGS = {"dataset", "method", "seed", "epochs", "epoch_itrs", "batch_size", "data_root", "ckpt",
+              "transfer_set", "student_ema", "replay", "resume", "restart", "test_only", "eval_ckpt"}
+TAG_LENGTH = 48  # longer --extra tags become a hash
 RESULTS = [os.path.join("results", name) for name in ("paper_table.md", "curves.csv", "curves.png")]
 LOG_LINES = 10  # of a failed cell's output.log, printed
 
@@ -127,14 +139,45 @@ def transfer_of(method, dataset):
                     f"one of those data sets or an existing folder of images.")
 
 
+def extra_settings(dataset, extra):
+    """What --extra changes in the script of ``dataset`` that changes what a cell learns, as
+    {flag: value}; a flag the script lacks or the grid sets itself is refused here, before
+    any cell runs, not by every cell."""
+    parser = script_parser(dataset)
+    try:
+        given, defaults = vars(parser.parse_args(extra)), vars(parser.parse_args([]))
+    except SystemExit:  # argparse printed what was wrong
+        raise UserError(f"--extra {' '.join(extra)}: not flags {SCRIPTS[dataset]} takes (its message is above); "
+                        f"see `python {SCRIPTS[dataset]} --help`.") from None
+    changed = {dest: value for dest, value in given.items() if value != defaults[dest]}
+    clashing = sorted(dest for dest in changed if dest in GRID_FLAGS)
+    if clashing:
+        raise UserError(f"--extra sets {', '.join('--' + d for d in clashing)}, which the grid sets for each cell: "
+                        f"use the grid's own flags (--seeds, --epochs, --epoch_itrs, --batch_size, --data_root, "
+                        f"--methods with +ema or +replay) and leave them out of --extra.")
+    return {dest: value for dest, value in sorted(changed.items()) if dest not in RUNTIME_FLAGS}
+
+
+def extra_tag(settings):
+    """The end of a cell's folder name for --extra's settings: 'with-scheduler-step_size7',
+    or a hash when long; '' without settings (runtime flags alone keep the cell's name)."""
+    if not settings:
+        return ""
+    tag = "-".join(dest if value is True else f"{dest}{value}" for dest, value in settings.items())
+    tag = re.sub(r"[^A-Za-z0-9._-]", "_", tag)
+    if len(tag) > TAG_LENGTH:
+        tag = hashlib.sha1(repr(sorted(settings.items())).encode()).hexdigest()[:8]
+    return "-with-" + tag
+
+
 def cell_args(args, dataset, method, seed):
     (base, options), transfer = split_method(method), transfer_of(method, dataset)
     name = base.partition(":")[0]
     label = (name if transfer is None else f"{name}-{kd.transfer_tag(transfer)}") + "".join(f"_{o}" for o in options)
     return {"dataset": dataset, "method": name, "transfer_set": transfer, "options": options, "seed": seed,
             "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size,
-            "folder": os.path.join(args.work_dir, f"{dataset}-{label}-e{args.epochs}x"
-                                   f"{args.epoch_itrs}-b{args.batch_size}-seed{seed}")}
+            "folder": os.path.join(args.work_dir, f"{dataset}-{label}-e{args.epochs}x{args.epoch_itrs}"
+                                   f"-b{args.batch_size}-seed{seed}{extra_tag(extra_settings(dataset, args.extra))}")}
 
 
 def cell_name(cell):
@@ -340,7 +383,10 @@ def get_args_parser():
                              "the table and curves of every record in DIR into DIR (default: no copies; "
                              "the table of this grid's cells in results/)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                        help="flags passed to every script run (last on the line)")
+                        help="flags passed to every script run (last on the line); those that change what a "
+                             "cell learns (all but --num_workers, --no_cuda, --visdom_port, --no_visdom, "
+                             "--download, --log_interval, --verbose, --deterministic) name its folder: "
+                             "--extra --scheduler --step_size 7 makes <cell>-with-scheduler-step_size7")
     return parser
 
 

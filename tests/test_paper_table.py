@@ -174,6 +174,27 @@ def test_variants_are_cells_and_rows_of_their_own(tmp_path, monkeypatch):
         paper_table.check_options("dfad+warp", "digits")
 
 
+def test_extra_flags_that_change_the_run_name_its_cells(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paper_table = load_paper_table()
+
+    def name(*extra):
+        args = paper_table.get_args_parser().parse_args([*TINY_GRID, "--extra", *extra] if extra else TINY_GRID)
+        return paper_table.cell_name(paper_table.cell_args(args, "digits", "dfad+ema", 1))
+
+    assert name() == "digits-dfad_ema-e1x1-b8-seed1"
+    assert name("--num_workers", "0", "--no_cuda") == name()               # runtime flags: the same cell
+    assert name("--scheduler", "--step_size", "7") == "digits-dfad_ema-e1x1-b8-seed1-with-scheduler-step_size7"
+    assert name("--step_size=7", "--num_workers", "0", "--scheduler") == name("--scheduler", "--step_size", "7")
+    assert name("--scheduler", "--step_size", "100") == "digits-dfad_ema-e1x1-b8-seed1-with-scheduler"  # default
+    assert re.fullmatch(r"digits-dfad_ema-e1x1-b8-seed1-with-[0-9a-f]{8}",
+                        name("--scheduler", "--step_size", "7", "--lr_S", "0.02", "--lr_G", "0.0005", "--momentum", "0.5"))
+    with pytest.raises(UserError, match=re.escape("--extra sets --epochs, --seed, which the grid sets for each cell")):
+        name("--epochs", "3", "--seed", "4")
+    with pytest.raises(UserError, match=re.escape("--extra --warp 9: not flags DFAD_mnist.py takes")):
+        name("--warp", "9")
+
+
 def test_an_unknown_transfer_set_is_refused_before_any_cell(tmp_path):
     result = grid(tmp_path, "--methods", "dfad", "kd:nosuch")
     assert result.returncode == 2 and "Traceback" not in result.stderr
