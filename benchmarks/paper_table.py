@@ -139,11 +139,13 @@ def transfer_of(method, dataset):
                     f"one of those data sets or an existing folder of images.")
 
 
+@functools.lru_cache(maxsize=None)
 def extra_settings(dataset, extra):
-    """What --extra changes in the script of ``dataset`` that changes what a cell learns, as
-    {flag: value}; a flag the script lacks or the grid sets itself is refused here, before
-    any cell runs, not by every cell."""
+    """What --extra (a tuple) changes in the script of ``dataset`` that changes what a cell
+    learns, as {flag: value}, parsed once per data set; a flag the script lacks or the grid
+    sets itself is refused here, before any cell runs, not by every cell."""
     parser = script_parser(dataset)
+    extra = list(extra)
     try:
         given, defaults = vars(parser.parse_args(extra)), vars(parser.parse_args([]))
     except SystemExit:  # argparse printed what was wrong
@@ -177,7 +179,7 @@ def cell_args(args, dataset, method, seed):
     return {"dataset": dataset, "method": name, "transfer_set": transfer, "options": options, "seed": seed,
             "epochs": args.epochs, "epoch_itrs": args.epoch_itrs, "batch_size": args.batch_size,
             "folder": os.path.join(args.work_dir, f"{dataset}-{label}-e{args.epochs}x{args.epoch_itrs}"
-                                   f"-b{args.batch_size}-seed{seed}{extra_tag(extra_settings(dataset, args.extra))}")}
+                                   f"-b{args.batch_size}-seed{seed}{extra_tag(extra_settings(dataset, tuple(args.extra)))}")}
 
 
 def cell_name(cell):
