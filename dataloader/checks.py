@@ -15,6 +15,11 @@ MAX_PIXELS = MAX_SIDE * MAX_SIDE
 # first, inside Image.open: a bare DecompressionBombWarning above 89 megapixels, above
 # twice that an error we could only call "damaged". Every image is opened by open_image.
 Image.MAX_IMAGE_PIXELS = None
+# PIL imports its format plugins on the first file it cannot place by its common formats
+# (an empty or HTML file, say). Done here, in the main process, so a forked loader worker
+# never imports: an import in a child forked from a threaded parent can fail inside
+# importlib (seen as "KeyError: <thread id>" in a worker) instead of naming the file.
+Image.init()
 
 
 def check_labels(targets, num_classes, source, fix):

@@ -301,6 +301,22 @@ def test_damaged_image_is_named_even_from_a_loader_worker(tmp_path, capsys, cont
     assert code == 2 and f"Cannot read the image {damaged}" in err and "Traceback" not in err
 
 
+def test_a_loader_worker_reads_a_file_pil_cannot_place_without_importing(tmp_path):
+    """PIL's plugins are imported in the main process, so a forked worker meeting a file of no
+    common format imports nothing: an import in a child of a threaded parent can fail inside
+    importlib ("KeyError: <thread id>") instead of naming the file."""
+    html = tmp_path / "page.jpg"
+    html.write_bytes(b"<html>not an image</html>")
+    probe = ("import sys\n"
+             "from dataloader.checks import open_image\n"
+             "before = set(sys.modules)\n"
+             "try:\n    open_image(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__)\n"
+             "print(sorted(set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(html)], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.split("\n")[:2] == ["UserError", "[]"], out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o002], ids=["umask 022", "umask 002"])
 def test_checkpoints_and_logs_follow_the_umask(tmp_path, mask):
     previous = os.umask(mask)
