@@ -16,7 +16,7 @@ from conftest import ROOT, run_script
 from utils.reporting import visdom as visualizer
 from utils.runtime.errors import UserError
 
-PLOTTED_GAME = ["--dataset", "digits", "--epochs", "3", "--epoch_itrs", "40", "--batch_size", "8",
+PLOTTED_GAME = ["--dataset", "digits", "--epochs", "3", "--epoch_itrs", "16", "--batch_size", "8",
                 "--log_interval", "5"]
 GAME = PLOTTED_GAME + ["--no_visdom"]
 LAST = os.path.join("checkpoint", "student", "digits-lenet5_half-last.pt")
@@ -44,7 +44,8 @@ def workdir(tmp_path, teacher_file):
 def start_dfad(cwd, *extra, game=GAME):
     return subprocess.Popen([sys.executable, str(ROOT / "DFAD_mnist.py"), *game, *extra], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
+                                     DFAD_PROGRESS_INTERVAL_S="0"))  # a line per round: points to stop at
 
 
 def wait_for_line(proc, prefix, timeout=120):
@@ -70,8 +71,9 @@ def assert_same_run(a, b):
     assert a[2] == b[2]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, teacher_file):
+    """The final state of the run uninterrupted: computed once, compared by both kill tests."""
     cwd = tmp_path_factory.mktemp("uninterrupted")
     (cwd / "checkpoint" / "teacher").mkdir(parents=True)
     os.link(teacher_file, cwd / "checkpoint" / "teacher" / "digits-lenet5.pt")
@@ -82,8 +84,7 @@ def uninterrupted(tmp_path_factory, teacher_file):
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(workdir, uninterrupted):
     proc = start_dfad(workdir)
-    wait_for_line(proc, "Epoch 1/3")
-    time.sleep(0.3)  # into epoch 2
+    wait_for_line(proc, "progress: epoch 2/3  round 3/16")
     proc.kill()
     proc.wait()
     assert not (workdir / "log" / "DFAD-digits.csv").exists()
@@ -95,14 +96,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(workdir, uninte
 
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(workdir, uninterrupted):
     proc = start_dfad(workdir)
-    wait_for_line(proc, "Epoch 1/3")
-    time.sleep(0.3)
+    wait_for_line(proc, "progress: epoch 2/3  round 3/16")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert "--resume" in err and "Traceback" not in err
     saved = torch.load(workdir / LAST, weights_only=True)
-    assert saved["epoch"] == 1 and 0 < saved["iteration"] < 40
+    assert saved["epoch"] == 1 and 3 <= saved["iteration"] < 16
     resumed = run_script("DFAD_mnist.py", *GAME, "--resume", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(final_state(workdir), uninterrupted)

@@ -143,10 +143,19 @@ def test_cifar_defaults_are_the_reference_ones():
 
 
 @pytest.fixture
-def caltech_root(in_tmp_dir):
+def caltech_root(in_tmp_dir, monkeypatch):
+    """Generated Caltech101, split; the script's generator draws 64 px images instead of 128
+    (a quarter of the pixels through ResNet-34; test_caltech_generator_draws_128_px keeps 128)."""
     write_caltech(in_tmp_dir / "data")
     load_split_module().split(in_tmp_dir / "data" / "caltech101")
+    generator = network.gan.GeneratorB
+    monkeypatch.setattr(network.gan, "GeneratorB", lambda **kw: generator(**dict(kw, img_size=64)))
     return in_tmp_dir
+
+
+def test_caltech_generator_draws_128_px():
+    args = DFAD_caltech101.get_args_parser().parse_args([])
+    assert DFAD_caltech101.networks(args)[2](torch.randn(2, args.nz)).shape == (2, 3, 128, 128)
 
 
 @pytest.mark.smoke

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 import DFAD_camvid_deeplab
 import DFAD_nyu_deeplab
 import dataloader
+import deeplab_experiment
 import train_teacher_seg
 from conftest import load_manifest, run_script
 from dataloader.camvid import CamVid, camvid
@@ -31,6 +32,7 @@ from utils.runtime.errors import UserError
 TINY = ["--epochs", "1", "--batch_size", "2", "--test_batch_size", "2", "--num_workers", "0"]
 TINY_DFAD = TINY + ["--epoch_itrs", "2"]
 RESIZE = 48  # test images 48x72 instead of 256x384: ResNet-50 stays quick on a CPU
+GENERATED = 64  # generated images 64 px instead of 128 (tests/test_reference_game.py plays at 128)
 CASES = {  # dataset: (DFAD script, data set class, builder, writer, classes, README teacher lr)
     "camvid": (DFAD_camvid_deeplab, CamVid, camvid, write_camvid, 11, "0.1"),
     "nyuv2": (DFAD_nyu_deeplab, NYUv2, nyuv2, write_nyu, 13, "0.05"),
@@ -39,11 +41,13 @@ CASES = {  # dataset: (DFAD script, data set class, builder, writer, classes, RE
 
 @pytest.fixture(autouse=True)
 def small_images(monkeypatch):
-    """The loaders build the sets with the real sizes (resize 256): make them small."""
+    """The loaders build the sets with the real sizes (resize 256) and the generator draws
+    128 px images: make both small (a quarter of the generator's pixels, through ResNet-50)."""
     for name, (_, _, build, *_) in CASES.items():
         info = dataloader.DATASETS[name]
         small = functools.partial(build, crop_size=32, resize=RESIZE)
         monkeypatch.setitem(dataloader.DATASETS, name, info._replace(build=small))
+    monkeypatch.setattr(deeplab_experiment, "GeneratorB", lambda **kw: GeneratorB(**dict(kw, img_size=GENERATED)))
 
 
 def data_root(tmp_dir, dataset):
@@ -108,7 +112,7 @@ def test_teacher_then_dfad(dataset, in_tmp_dir, visdom_server, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"Best mIoU={best:.6f}"
     student = deeplabv3_mobilenet(num_classes, pretrained_backbone=False)
     student.load_state_dict(load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet.pt"), strict=True)
-    GeneratorB(nz=256, nc=3, img_size=128).load_state_dict(
+    GeneratorB(nz=256, nc=3, img_size=GENERATED).load_state_dict(
         load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet-generator.pt"), strict=True)
     with open(f"log/DFAD-{dataset}.csv") as f:
         assert [float(v) for v in next(csv.reader(f))] == [pytest.approx(best)]
@@ -141,7 +145,7 @@ def test_reference_teacher_and_warm_start(in_tmp_dir, monkeypatch):
     (in_tmp_dir / "checkpoint" / "teacher").mkdir(parents=True)
     torch.save(teacher, "checkpoint/teacher/camvid-deeplabv3_resnet50.pt")  # the default --ckpt
     torch.manual_seed(5)
-    student, generator = deeplabv3_mobilenet(11, pretrained_backbone=False), GeneratorB(nz=256, img_size=128)
+    student, generator = deeplabv3_mobilenet(11, pretrained_backbone=False), GeneratorB(nz=256, img_size=GENERATED)
     torch.save(student.state_dict(), "warm.pt")
     torch.save(generator.state_dict(), "warm-generator.pt")
     args = argv("--stu_ckpt", "warm.pt", "--data_root", root, "--no_visdom", *TINY_DFAD)
@@ -209,10 +213,12 @@ def test_pretrained_backbone_offline_names_the_switch(in_tmp_dir, monkeypatch):
         train_teacher_seg.main(argv("--dataset", "camvid", "--data_root", root, *TINY))
 
 
-def test_defaults_are_the_reference_ones():
+def test_defaults_are_the_reference_ones(monkeypatch):
+    monkeypatch.undo()  # the script's own generator, not the tests' smaller one
     for script, test_batch_size, root in ((DFAD_camvid_deeplab, 16, "data/CamVid"),
                                           (DFAD_nyu_deeplab, 9, "data/NYUv2")):
         args = script.get_args_parser().parse_args([])
+        assert script.networks(args)[2].init_size == (128 // 16, 128 // 16)  # 128 px images
         assert (args.batch_size, args.test_batch_size, args.epochs, args.epoch_itrs) == (64, test_batch_size, 300, 50)
         assert (args.lr_S, args.lr_G, args.weight_decay, args.nz, args.step_size) == (0.1, 1e-3, 5e-4, 256, 100)
         assert (args.model, args.data_root, args.stu_ckpt, args.save_img) == ("deeplabv3_mobilenet", root, None, False)
@@ -252,7 +258,7 @@ def test_student_ema_end_to_end(dataset, in_tmp_dir):
                                deeplabv3_mobilenet(classes, pretrained_backbone=False), rounds=1)
 
 
-# Each epoch costs half a minute here (five steps on 128x128 images through ResNet-50): one
+# Each epoch costs several seconds here (five steps on 64 px images through ResNet-50): one
 # script replays (an entry is stored after epoch 1, replayed in epoch 2); the other, which
 # shares its declaration (deeplab_experiment.py), plays one epoch and stores its entry.
 @pytest.mark.parametrize("dataset,epochs", [("camvid", 2), ("nyuv2", 1)])
@@ -263,5 +269,5 @@ def test_mad_with_replay_end_to_end(dataset, epochs, in_tmp_dir):
     script.main(argv("--ckpt", "teacher.pt", "--data_root", root, "--no_visdom", *TINY, "--epoch_itrs", "1",
                      "--method", "mad", "--replay", "--replay_every", "1", "--epochs", epochs))
     last = load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet-mad-last.pt")
-    assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 3, 128, 128)] * epochs  # 1/8 of 2 images: 1
-    GeneratorB(nz=256, nc=3, img_size=128).load_state_dict(last["method_state"]["ema_generator"], strict=True)
+    assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 3, GENERATED, GENERATED)] * epochs  # 1/8 of 2 images: 1
+    GeneratorB(nz=256, nc=3, img_size=GENERATED).load_state_dict(last["method_state"]["ema_generator"], strict=True)
