@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -37,6 +38,7 @@ import network  # noqa: E402
 from utils.engine import game  # noqa: E402
 from utils.engine.graphs import EAGER_ROUNDS, CapturedRound  # noqa: E402
 from utils.engine.methods import DFAD  # noqa: E402
+from utils.reporting import records  # noqa: E402
 from utils.runtime import speed  # noqa: E402
 from utils.runtime.precision import Precision  # noqa: E402
 
@@ -291,6 +293,7 @@ def main(argv=None):
     if args.recommend:
         return recommend(args, device)
 
+    context = run_context(argv, args, device)
     peak = matmul_peak(device)
     print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
           flush=True)
@@ -304,7 +307,7 @@ def main(argv=None):
             for option, seconds in timed.items():
                 rows.append(table_row(config, batch_size, option_label(option, config, device), seconds, flops, peak,
                                       timed.get("plain")))
-            write_json(args.json, device, peak, rows, failures)  # what was measured, should a later cell fail
+            write_json(args.json, device, peak, rows, failures, context)  # what was measured, should a later cell fail
     for line in side_by_side(rows):
         print(line, flush=True)
     if device.type == "cuda":
@@ -313,7 +316,7 @@ def main(argv=None):
     else:  # the whole process, all configurations of this run included
         peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(f"peak resident memory of this process: {peak_memory:.2f} GiB")
-    write_json(args.json, device, peak, rows, failures, peak_memory)
+    write_json(args.json, device, peak, rows, failures, context, peak_memory)
     return rows
 
 
@@ -328,11 +331,24 @@ def table_row(config, batch_size, option, seconds, flops, peak, plain):
     return row
 
 
-def write_json(path, device, peak, rows, failures, peak_memory=None):
+def run_context(argv, args, device):
+    """What a speed record needs to be traced and read: the command, the code's commit, the
+    machine and how busy it was (the 1-minute load average; on a shared machine only the
+    ratios within one run mean anything)."""
+    command = sys.argv[1:] if argv is None else list(argv)
+    return {"command": shlex.join(["python", "benchmarks/bench_game.py", *command]), **records.code_version(),
+            "machine": records.device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "repeats": args.repeats, "warmup": args.warmup, "date": time.strftime("%Y-%m-%d"),
+            "load_average_start": os.getloadavg()[0]}
+
+
+def write_json(path, device, peak, rows, failures, context, peak_memory=None):
+    """The rows so far, as a record (``context`` plus the load average now)."""
     if path:
+        record = {**context, "load_average_end": os.getloadavg()[0], "device": str(device), "peak_flops": peak,
+                  "peak_memory_gib": peak_memory, "rows": rows, "failures": failures}
         with open(path, "w") as f:
-            json.dump({"device": str(device), "peak_flops": peak, "peak_memory_gib": peak_memory, "rows": rows,
-                       "failures": failures}, f, indent=1)
+            json.dump(record, f, indent=1)
 
 
 def side_by_side(rows):

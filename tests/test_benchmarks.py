@@ -27,6 +27,33 @@ def test_recommend_prints_a_choice_per_experiment(capsys):
     assert "--compile was not measured" in out
 
 
+def test_a_speed_record_traces_its_figures_and_fills_a_readme_table(tmp_path, capsys):
+    from utils.engine import methods
+    from utils.reporting import records, table
+    path = tmp_path / "speed.json"
+    rows = bench_game.main([*TINY, "--options", "plain", "channels_last", "--device", "cpu", "--json", str(path)])
+    record = json.loads(path.read_text())
+    assert record["rows"] == json.loads(json.dumps(rows)) and record["failures"] == []
+    assert record["command"] == "python benchmarks/bench_game.py " + " ".join(
+        [*TINY, "--options", "plain", "channels_last", "--device", "cpu", "--json", str(path)])
+    assert record["commit"] == records.code_version()["commit"] and record["threads"] == torch.get_num_threads()
+    assert (record["repeats"], record["warmup"]) == (1, 0) and record["load_average_end"] >= 0
+
+    lines = table.speed_report(record)
+    assert lines[:2] == table.SPEED_HEADER and len(lines) == 2 + len(rows) + 2
+    plain = rows[0]
+    assert lines[2] == (f"| mnist | 4 | plain | {plain['seconds']:.3f} | {plain['images_per_s']:.0f} | "
+                        f"{plain['of_peak']:.2f} | 1.00x |")
+    assert record["machine"] in lines[-1] and f"`{record['command']}`" in lines[-1]
+
+    readme = tmp_path / "README.md"
+    readme.write_text("Speed here:\n<!-- table: speed.json -->\n<!-- /table -->\n")
+    filled = table.fill_marked_tables(readme.read_text(), str(tmp_path), methods)
+    assert "\n".join(lines) in filled and table.check_marked_tables(filled, str(tmp_path), methods) == []
+    edited = filled.replace(f"| {plain['seconds']:.3f} |", f"| {plain['seconds'] / 2:.3f} |")
+    assert table.check_marked_tables(edited, str(tmp_path), methods)[0].startswith("<!-- table: speed.json -->")
+
+
 def test_script_flags_are_the_scripts_spelling():
     assert bench_game.script_flags("plain") == ["--no_channels_last"]
     assert bench_game.script_flags("bf16+channels_last") == ["--channels_last", "--amp", "bf16"]

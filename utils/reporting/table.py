@@ -13,6 +13,8 @@ A README shows such a table between markers naming a folder of records,
 ``<!-- table: results/records/digits -->`` ... ``<!-- /table -->``: the text between them
 is exactly what :func:`report` makes of the records in that folder
 (:func:`check_marked_tables` says where it is not; :func:`fill_marked_tables` rewrites them).
+A marker naming a ``.json`` file shows the speed record of ``benchmarks/bench_game.py --json``
+it holds (:func:`speed_report`).
 """
 import glob
 import os
@@ -195,8 +197,37 @@ def marked_tables(text):
     return blocks
 
 
+SPEED_HEADER = ["| config | batch | option | s / round | images/s | of fp32 peak (same run) | vs plain |",
+                "|---|---|---|---|---|---|---|"]
+
+
+def speed_report(record):
+    """A speed record of ``benchmarks/bench_game.py --json``: its rows, then a line saying
+    where, when, with which code and how busy the machine was."""
+    lines = list(SPEED_HEADER)
+    for r in record["rows"]:
+        versus = f"{r['speedup_vs_plain']:.2f}x" if r.get("speedup_vs_plain") else "-"
+        lines.append(f"| {r['config']} | {r['batch']} | {r['option']} | {r['seconds']:.3f} | "
+                     f"{r['images_per_s']:.0f} | {r['of_peak']:.2f} | {versus} |")
+    code = (record["commit"] or "unknown")[:10] + (" with uncommitted changes" if record["dirty"] else "")
+    lines += ["", f"- {record['machine']}, {record['threads']} threads, torch {record['torch']}, fp32 matmul peak "
+                  f"{record['peak_flops'] / 1e9:.0f} GFLOP/s (same run); 1-minute load average "
+                  f"{record['load_average_start']:.1f} at the start, {record['load_average_end']:.1f} at the end; "
+                  f"code {code}; {record['date']}. Each figure is the median of {record['repeats']} timed rounds "
+                  f"after {record['warmup']} untimed; images/s counts the 6 batches of a round. "
+                  f"Command: `{record['command']}`."]
+    lines += [f"- Failed: {f['config']} batch {f['batch']} {f['option']} ({f['error']})." for f in record["failures"]]
+    return lines
+
+
 def rendered(folder, root, registry):
-    """What the block of ``folder`` (relative to ``root``) must hold, from its records."""
+    """What the block of ``folder`` (relative to ``root``) must hold, from its records (a
+    ``.json`` file instead: the speed record it holds)."""
+    if folder.endswith(".json"):
+        record = read_run_record(os.path.join(root, folder))
+        if not isinstance(record, dict) or "rows" not in record:
+            raise ValueError(f"<!-- table: {folder} -->: not a speed record of benchmarks/bench_game.py --json")
+        return "\n".join(speed_report(record))
     pairs = records_in(os.path.join(root, folder))
     if not pairs:
         raise ValueError(f"<!-- table: {folder} -->: {os.path.join(root, folder)} holds no run records")
