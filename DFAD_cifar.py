@@ -8,13 +8,14 @@ from utils.engine import dfad, options
 from utils.runtime import checkpoint, cli
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+MILESTONES = [100, 200]  # --scheduler: the reference's MultiStepLR epochs (it ignores --step_size)
 
 
 def get_args_parser():
     return options.dfad_parser(
         "DFAD CIFAR", experiment="cifar", dataset="cifar10", datasets=sorted(NUM_CLASSES), model="resnet18_8x",
         models=["resnet18_8x"], teacher_model="resnet34_8x", batch_size=256, test_batch_size=128,
-        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100)
+        epochs=500, lr_S=0.1, lr_G=1e-3, weight_decay=5e-4, nz=256, step_size=100, milestones=MILESTONES)
 
 
 def networks(args):
@@ -32,7 +33,7 @@ def main(argv=None):
         teacher, args.ckpt, "teacher checkpoint", context=f"--dataset {args.dataset}",
         hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model resnet34_8x "
              f"--batch_size 128 --step_size 80 --epochs 200 --scheduler")
-    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args), milestones=[100, 200])
+    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args), milestones=MILESTONES)
     return dfad.run(args, experiment, device)
 
 

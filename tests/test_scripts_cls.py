@@ -140,6 +140,10 @@ def test_cifar_defaults_are_the_reference_ones():
     args = DFAD_cifar.get_args_parser().parse_args([])
     assert (args.batch_size, args.test_batch_size, args.epochs, args.epoch_itrs) == (256, 128, 500, 50)
     assert (args.lr_S, args.lr_G, args.weight_decay, args.nz) == (0.1, 1e-3, 5e-4, 256)
+    # the reference decays at fixed epochs and ignores --step_size: the help says so
+    help_text = " ".join(DFAD_cifar.get_args_parser().format_help().split())
+    assert "--scheduler decay the learning rates x0.1 at epochs 100, 200 (default: False)" in help_text
+    assert "--step_size STEP_SIZE not read by this script: --scheduler decays at epochs 100, 200" in help_text
 
 
 @pytest.fixture

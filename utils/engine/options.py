@@ -52,10 +52,17 @@ def check_cuda_graph_method(args):
                         "captured. Drop one of the two.")
 
 
+def help_of(parser, dest):
+    """The argparse action of flag ``dest`` (to reword its help)."""
+    return next(action for action in parser._actions if action.dest == dest)
+
+
 def dfad_parser(description, *, experiment, dataset, datasets, model, models, teacher_model, batch_size,
-                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50):
+                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50, milestones=None):
     """The flags of a DFAD script, with that experiment's defaults (SPEC table);
-    ``experiment`` names it in the speed tables (utils/runtime/speed.py)."""
+    ``experiment`` names it in the speed tables (utils/runtime/speed.py); ``milestones``:
+    the epochs --scheduler decays at instead of every --step_size (the script hands the
+    same list to its Experiment)."""
     parser = DFADArgumentParser(description=description, formatter_class=cli.HelpFormatter)
     parser.teacher_model = teacher_model
     parser.experiment = experiment
@@ -65,6 +72,11 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
                         weight_decay=None, dataset=dataset, datasets=datasets, step_size=step_size,
                         speed_experiment=experiment,
                         weight_decay_help=f"the student's weight decay (default: {weight_decay}{per_method})")
+    if milestones:
+        epochs_text = ", ".join(map(str, milestones))
+        help_of(parser, "scheduler").help = f"decay the learning rates x0.1 at epochs {epochs_text}"
+        help_of(parser, "step_size").help = (f"not read by this script: --scheduler decays at epochs {epochs_text}, "
+                                             f"as the reference's does (kept for its commands)")
     parser.add_argument("--epoch_itrs", type=cli.positive_int, default=epoch_itrs,
                         help="outer iterations (5 student steps + 1 generator step) per epoch")
     parser.add_argument("--lr_S", type=cli.positive_float, default=None,
