@@ -176,8 +176,8 @@ def run(args, exp, device):
             stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {files.last}. "
                                     f"Resume with the same command plus --resume.")  # e.g. during evaluation
             epoch_start = time.time()
-            losses = train_epoch(args, run, epoch, plotter, stop)
-            if stop.requested:
+            losses, stopped = train_epoch(args, run, epoch, plotter, stop)
+            if stopped:
                 save_last(args, exp, run)
                 plotter.close()
                 raise Interrupted(stop.signum, f"Stopped at epoch {epoch}, iteration {run.iteration}; "
@@ -215,27 +215,30 @@ def student_ema(args, exp, players):
 
 
 def train_epoch(args, run, epoch, plotter, stop):
-    """Rounds ``run.iteration .. args.epoch_itrs`` of one epoch; returns the last losses.
-    ``run.iteration`` falls short of ``epoch_itrs`` only when a stop was requested."""
+    """Rounds ``run.iteration .. args.epoch_itrs`` of one epoch; returns the last losses and
+    whether every process agreed to stop (then ``run.iteration`` may fall short of
+    ``epoch_itrs``). A stop requested after the last round's agreement is left to the next
+    epoch's start, where all processes agree on it again."""
     run.players.student.train()
     run.players.generator.train()
     batch_size = distributed.local_batch_size(args.batch_size)
     shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "round", args.epoch_itrs, done=run.iteration,
                           enabled=distributed.is_main(), refresh_every=args.log_interval)
     loss_S = loss_G = torch.tensor(float("nan"))
+    stopping = False
     for i in range(run.iteration, args.epoch_itrs):
         loss_S, loss_G = run.method.play_round(run.players, batch_size)
-        divergence.check_round(epoch, i, loss_S, loss_G, stop)
+        stopping = divergence.check_round(epoch, i, loss_S, loss_G, stop)
         run.iteration = i + 1
         shown.update(i + 1, Loss_S=loss_S, Loss_G=loss_G)
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
             step = (epoch - 1) * args.epoch_itrs + i
             plotter.scalar("Loss_S", step, loss_S.item())
             plotter.scalar("Loss_G", step, loss_G.item())
-        if stop.requested:
+        if stopping:
             break
     shown.close()
-    return loss_S.item(), loss_G.item()
+    return (loss_S.item(), loss_G.item()), stopping
 
 
 def end_of_epoch(exp, run, plotter, device):

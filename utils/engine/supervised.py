@@ -20,10 +20,11 @@ RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size")  # other values:
 
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
+    """One epoch; returns the last loss and whether every process agreed to stop."""
     model.train()
     shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main(),
                           refresh_every=args.log_interval)
-    loss = torch.tensor(float("nan"))
+    loss, go_on = torch.tensor(float("nan")), True
     for i, (images, targets) in enumerate(loader):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -34,11 +35,14 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         shown.update(i + 1, loss=loss)
         if i % args.log_interval == 0:
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
-        stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
-        if stop.requested:
+        # Every process stops at the same step: on the agreed flag, not on stop.requested,
+        # which a signal arriving after the all-reduce sets in one process only.
+        (go_on,) = distributed.agree(not stop.requested)
+        stop.follow(go_on)
+        if not go_on:
             break
     shown.close()
-    return loss.item()
+    return loss.item(), not go_on
 
 
 def last_checkpoint(save_path):
@@ -111,10 +115,10 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
                                     f"Resume with the same command plus --resume.")  # e.g. during evaluation
             if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: a new shuffle per epoch
                 train_loader.sampler.set_epoch(epoch)
-            loss = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
-                               plotter, stop)
+            loss, stopped = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
+                                        plotter, stop)
             divergence.check_teacher_training(model, loss, epoch)
-            if stop.requested:
+            if stopped:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
                 save_last(last_path, args, parts, epoch - 1, best, train_loader)
                 plotter.close()
