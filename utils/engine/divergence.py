@@ -14,17 +14,15 @@ from ..runtime.errors import UserError
 def check_round(epoch, i, loss_S, loss_G, stop):
     """The one collective of a round: all processes learn together whether any player
     diverged anywhere (then the game stops with an error: nothing of the epoch is saved)
-    or any process was asked to stop (then all stop at the same round). Returns that agreed
-    stop: the loop must break on it, not on ``stop.requested``, which a signal arriving after
-    the all-reduce sets in one process only (it would leave this round alone and wait in a
-    collective the others never reach). It costs one
+    or any process was asked to stop (then all stop at the same round; returns whether to
+    stop now, see ``GracefulStop.follow``). It costs one
     all-reduce of two numbers (tens of microseconds) and a host sync (the losses are
     read), nothing in a world of one."""
     finite = bool(torch.isfinite(torch.stack([loss_S.float(), loss_G.float()])).all())
     all_finite, none_stopping = distributed.agree(finite, not stop.requested)
-    stop.follow(none_stopping)
+    stopping = stop.follow(none_stopping)
     if all_finite:
-        return not none_stopping
+        return stopping
     player, value = ("student", loss_S) if not torch.isfinite(loss_S) else ("generator", loss_G)
     raise UserError(
         f"The {player} diverged: its loss became {value.item()} at epoch {epoch}, iteration {i}"

@@ -24,7 +24,7 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
     model.train()
     shown = EpochProgress(f"epoch {epoch}/{args.epochs}", "step", len(loader), enabled=distributed.is_main(),
                           refresh_every=args.log_interval)
-    loss, go_on = torch.tensor(float("nan")), True
+    loss, stopping = torch.tensor(float("nan")), False
     for i, (images, targets) in enumerate(loader):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -35,14 +35,11 @@ def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoc
         shown.update(i + 1, loss=loss)
         if i % args.log_interval == 0:
             plotter.scalar("Loss", (epoch - 1) * len(loader) + i, loss.item())
-        # Every process stops at the same step: on the agreed flag, not on stop.requested,
-        # which a signal arriving after the all-reduce sets in one process only.
-        (go_on,) = distributed.agree(not stop.requested)
-        stop.follow(go_on)
-        if not go_on:
+        stopping = stop.follow(*distributed.agree(not stop.requested))  # every process stops at the same step
+        if stopping:
             break
     shown.close()
-    return loss.item(), not go_on
+    return loss.item(), stopping
 
 
 def last_checkpoint(save_path):

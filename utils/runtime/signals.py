@@ -69,10 +69,15 @@ class GracefulStop:
         return self.signum is not None
 
     def follow(self, others_go_on):
-        """Adopt a stop requested in another process (``others_go_on`` false): every
-        process then saves and exits as if it had received SIGTERM itself."""
+        """Adopt a stop requested in another process (``others_go_on`` false, the flag all
+        processes agreed on): every process then saves and exits as if it had received
+        SIGTERM itself. Returns whether to stop now. A loop must break on this, not on
+        ``requested``, which a signal arriving after the agreement sets in one process only:
+        that process would stop while the others play on, all waiting in collectives that
+        never match (the signal is taken at the next agreement instead)."""
         if not others_go_on and self.signum is None:
             self.signum = signal.SIGTERM
+        return not others_go_on
 
     def raise_if_requested(self, message):
         """Raise :class:`Interrupted` if a stop arrived in any process (all agree)."""
