@@ -173,8 +173,8 @@ def count_flops(config, batch_size, device):
     return counter.get_total_flops()
 
 
-def matmul_peak(device, n=4096, repeats=10):
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak(device, n=4096, repeats=10, dtype=torch.float32):
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     seconds = measure(lambda: a @ b, repeats, device)
     return 2 * n ** 3 / seconds
 
@@ -274,6 +274,8 @@ def parse_args(argv=None):
                         help=f"untimed iterations first: compilation, autotuning (default: {BENCH['warmup']})")
     parser.add_argument("--device", help="default: cuda where available, else cpu")
     parser.add_argument("--json", default=None, help="also write the rows to this file (default: none)")
+    parser.add_argument("--peak_size", type=int, default=4096,
+                        help="side of the square matmuls that measure the fp32 and bf16 peaks (default: 4096)")
     args = parser.parse_args(argv)
     defaults = RECOMMEND if args.recommend else CPU_CHECK if args.cpu_check else BENCH
     for key, value in {"device": "cuda" if torch.cuda.is_available() else "cpu", **defaults}.items():
@@ -294,9 +296,12 @@ def main(argv=None):
         return recommend(args, device)
 
     context = run_context(argv, args, device)
-    peak = matmul_peak(device)
-    print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s",
-          flush=True)
+    peak = matmul_peak(device, args.peak_size)
+    # A GPU's tensor cores: what a bf16 round is measured against (a CPU's bf16 matmul is
+    # often emulated and would take minutes at this size)
+    peak_bf16 = matmul_peak(device, args.peak_size, dtype=torch.bfloat16) if device.type == "cuda" else None
+    print(f"device {device} ({torch.get_num_threads()} threads), matmul peak fp32 {peak / 1e9:.0f} GFLOP/s"
+          + (f", bf16 {peak_bf16 / 1e9:.0f} GFLOP/s" if peak_bf16 else ""), flush=True)
     rows, failures = [], []
     print("| config | batch | option | s / iteration | iterations/s | images/s | GFLOP / iteration "
           "| GFLOP/s | of peak | vs plain |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -306,8 +311,8 @@ def main(argv=None):
             timed = time_options(config, args.options, batch_size, device, args, failures)
             for option, seconds in timed.items():
                 rows.append(table_row(config, batch_size, option_label(option, config, device), seconds, flops, peak,
-                                      timed.get("plain")))
-            write_json(args.json, device, peak, rows, failures, context)  # what was measured, should a later cell fail
+                                      timed.get("plain"), peak_bf16))
+            write_json(args.json, device, (peak, peak_bf16), rows, failures, context)  # what was measured, should a later cell fail
     for line in side_by_side(rows):
         print(line, flush=True)
     if device.type == "cuda":
@@ -316,15 +321,16 @@ def main(argv=None):
     else:  # the whole process, all configurations of this run included
         peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         print(f"peak resident memory of this process: {peak_memory:.2f} GiB")
-    write_json(args.json, device, peak, rows, failures, context, peak_memory)
+    write_json(args.json, device, (peak, peak_bf16), rows, failures, context, peak_memory)
     return rows
 
 
-def table_row(config, batch_size, option, seconds, flops, peak, plain):
+def table_row(config, batch_size, option, seconds, flops, peak, plain, peak_bf16=None):
     """One row of the table (printed) and of the JSON rows."""
     row = dict(config=config, batch=batch_size, option=option, seconds=seconds, iterations_per_s=1 / seconds,
                images_per_s=6 * batch_size / seconds, gflop=flops / 1e9, gflops=flops / seconds / 1e9,
-               of_peak=flops / seconds / peak, speedup_vs_plain=plain / seconds if plain else None)
+               of_peak=flops / seconds / peak, of_bf16_peak=flops / seconds / peak_bf16 if peak_bf16 else None,
+               speedup_vs_plain=plain / seconds if plain else None)
     speedup = f"{row['speedup_vs_plain']:.2f}x" if plain else "-"
     print(f"| {config} | {batch_size} | {option} | {seconds:.3f} | {1 / seconds:.2f} | {row['images_per_s']:.0f} | "
           f"{flops / 1e9:.1f} | {row['gflops']:.0f} | {row['of_peak']:.2f} | {speedup} |", flush=True)
@@ -342,10 +348,12 @@ def run_context(argv, args, device):
             "load_average_start": os.getloadavg()[0]}
 
 
-def write_json(path, device, peak, rows, failures, context, peak_memory=None):
-    """The rows so far, as a record (``context`` plus the load average now)."""
+def write_json(path, device, peaks, rows, failures, context, peak_memory=None):
+    """The rows so far, as a record (``context`` plus the load average now); ``peaks``: the
+    fp32 and bf16 matmul FLOP/s."""
     if path:
-        record = {**context, "load_average_end": os.getloadavg()[0], "device": str(device), "peak_flops": peak,
+        record = {**context, "load_average_end": os.getloadavg()[0], "device": str(device), "peak_flops": peaks[0],
+                  "peak_flops_bf16": peaks[1],
                   "peak_memory_gib": peak_memory, "rows": rows, "failures": failures}
         with open(path, "w") as f:
             json.dump(record, f, indent=1)

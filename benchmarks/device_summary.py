@@ -1,7 +1,8 @@
 """results.json and results.md of benchmarks/device_check.py, from what its steps left in OUT:
-steps.tsv, game_*.json (bench_game.py's rows), work/*/epochs.json (cifar_epoch.py).
+steps.tsv, bench/*.json (bench_game.py's speed records), work/*/epochs.json (cifar_epoch.py)
+and the grids' records (OUT/records/<grid>/: their tables and each cell's seconds).
 
-    python benchmarks/device_summary.py OUT
+    python benchmarks/device_summary.py OUT [RECORDS]
 """
 import json
 import sys
@@ -47,9 +48,23 @@ def graph_speedups(rows):
     return result
 
 
-def collect(out):
+GRIDS = ("mnist-paper", "mnist-paper-decay")  # device_check.py's grids, folders of its records
+
+
+def grids(records):
+    """Each grid's table (paper_table.md) and the seconds of each of its cells."""
+    found = []
+    for folder in (Path(records) / name for name in GRIDS):
+        cells = {path.stem: load_json(path, {}) for path in sorted(folder.glob("*.json"))}
+        table = folder / "paper_table.md"
+        found.append({"grid": folder.name, "table": table.read_text() if table.exists() else "",
+                      "cell_seconds": {name: r.get("seconds") for name, r in cells.items()}})
+    return found
+
+
+def collect(out, records=None):
     out = Path(out)
-    games = [load_json(path, {}) for path in sorted(out.glob("game_*.json"))]
+    games = [load_json(path, {}) for path in sorted(out.glob("bench/*.json"))]
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     rows = [row for g in games for row in g.get("rows", [])]
     failures = [failure for g in games for failure in g.get("failures", [])]
@@ -57,7 +72,9 @@ def collect(out):
             "cuda": torch.version.cuda, "steps": read_steps(out),
             "peak_flops": max((g["peak_flops"] for g in games if g.get("peak_flops")), default=None),
             "game": rows, "game_failures": failures, "graph_speedups": graph_speedups(rows),
-            "cifar_epochs": [load_json(path, {}) for path in sorted(out.glob("work/*/epochs.json"))]}
+            "peak_flops_bf16": max((g["peak_flops_bf16"] for g in games if g.get("peak_flops_bf16")), default=None),
+            "cifar_epochs": [load_json(path, {}) for path in sorted(out.glob("work/*/epochs.json"))],
+            "grids": grids(records or out / "records")}
 
 
 def game_rows(rows):
@@ -66,8 +83,9 @@ def game_rows(rows):
         cell = (r["config"], r["batch"])
         plain = seconds.get((*cell, "plain"))
         eager = seconds.get((*cell, without_graph(r["option"]))) if r["option"].endswith("graph") else None
+        of_bf16 = f"{r['of_bf16_peak']:.3f}" if r.get("of_bf16_peak") else "-"
         yield (f"| {r['config']} | {r['batch']} | {r['option']} | {r['seconds']:.4f} | {r['images_per_s']:.0f} | "
-               f"{r['of_peak']:.2f} | {ratio(plain, r['seconds'])} | {ratio(eager, r['seconds'])} |")
+               f"{r['of_peak']:.2f} | {of_bf16} | {ratio(plain, r['seconds'])} | {ratio(eager, r['seconds'])} |")
 
 
 def ratio(base, seconds):
@@ -86,11 +104,17 @@ def markdown(result):
     lines = [f"# Device check: {result['gpu']} ({result['gpus']} visible), torch {result['torch']}, "
              f"CUDA {result['cuda']}", "", "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in result["steps"]]
+    for grid in result["grids"]:
+        seconds = [s for s in grid["cell_seconds"].values() if s]
+        timing = (f"{len(seconds)} cells, {min(seconds):.0f}-{max(seconds):.0f} s each" if seconds else "no cells")
+        lines += ["", f"## Grid {grid['grid']} ({timing})", "", grid["table"].strip() or "(no table)"]
     if result["peak_flops"]:
-        lines += ["", f"fp32 matmul peak {result['peak_flops'] / 1e12:.1f} TFLOP/s (same runs)"]
+        bf16 = result.get("peak_flops_bf16")
+        lines += ["", f"fp32 matmul peak {result['peak_flops'] / 1e12:.1f} TFLOP/s"
+                  + (f", bf16 {bf16 / 1e12:.1f} TFLOP/s" if bf16 else "") + " (same runs)"]
     lines += ["", "Seconds per round (5 student steps + 1 generator step), median of the timed rounds:", "",
-              "| config | batch | option | s / round | images/s | of fp32 peak | vs plain | graph vs same eager |",
-              "|---|---|---|---|---|---|---|---|", *game_rows(result["game"])]
+              "| config | batch | option | s / round | images/s | of fp32 peak | of bf16 peak | vs plain | "
+              "graph vs same eager |", "|---|---|---|---|---|---|---|---|---|", *game_rows(result["game"])]
     if result["game_failures"]:
         lines += ["", *(f"- failed: {f['config']} batch {f['batch']} {f['option']}: {f['error']}"
                         for f in result["game_failures"])]
@@ -112,8 +136,8 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
-def main(out):
-    result = collect(out)
+def main(out, records=None):
+    result = collect(out, records)
     (Path(out) / "results.json").write_text(json.dumps(result, indent=1))
     text = markdown(result)
     (Path(out) / "results.md").write_text(text)
@@ -122,4 +146,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -14,6 +14,7 @@ import bench_game  # noqa: E402
 import device_check  # noqa: E402
 import device_summary  # noqa: E402
 import estimate_run  # noqa: E402
+from datagen import write_mnist  # noqa: E402
 
 TINY = ["--configs", "mnist", "--batch_sizes", "4", "--repeats", "1", "--warmup", "0"]
 
@@ -113,16 +114,64 @@ def test_device_check_refuses_without_cuda(tmp_path):
 def test_every_device_check_step_parses_and_the_check_covers_the_issue(tmp_path, capsys):
     steps = {step.name: step for step in device_check.main(["--dry_run", str(tmp_path)])}  # parses each
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    names = list(steps)
+    assert names[:3] == ["mnist_teacher", "mnist_paper", "mnist_paper_decay"]  # most important first
+    teacher = steps["mnist_teacher"].parse()  # run_mnist.sh's recipe
+    assert (teacher.batch_size, teacher.epochs, teacher.lr, teacher.weight_decay, teacher.model) == (
+        256, 10, 0.01, 1e-4, "lenet5")
+    grid = steps["mnist_paper"].parse()  # the paper's Table 2 MNIST row at the paper's schedule
+    assert (grid.datasets, grid.methods, grid.seeds) == (["mnist"], ["dfad", "dfad+ema", "random", "dafl", "kd"],
+                                                         [1, 2, 3])
+    assert (grid.epochs, grid.epoch_itrs, grid.batch_size, grid.jobs) == (40, 50, 512, 15)
+    assert grid.records == str(tmp_path / "records" / "mnist-paper")
+    decay = steps["mnist_paper_decay"]
+    assert decay.beside_previous and decay.parse().extra == ["--scheduler", "--step_size", "20"]
     games = {name: step.parse() for name, step in steps.items() if name.startswith("game_")}
     assert {config for g in games.values() for config in g.configs} == set(bench_game.CONFIGS)
     for name in ("game_mnist", "game_cifar", "game_caltech", "game_camvid"):
         assert {"plain", "channels_last", "bf16", "graph"} <= set(games[name].options)
-    assert 256 in games["game_cifar"].batch_sizes
+        assert games[name].json.startswith(str(tmp_path / "bench"))  # speed records to commit
+    assert games["game_mnist"].batch_sizes == [64, 512] and games["game_cifar"].batch_sizes == [256]
     assert "--cuda_graph" in steps["cifar_epoch_bf16_graph"].flags
+    assert "tests/test_cuda_graph.py" in steps["test_cuda_graph"].flags[-1]
     assert steps["torchrun_nccl"].gpus == 2 and steps["torchrun_nccl"].torchrun == 2
     assert sum(step.limit_s for step in steps.values()) > device_check.TOTAL_S  # the total caps the steps
     assert "python -m torch.distributed.run --standalone --nproc_per_node=2" in capsys.readouterr().out.replace(
         sys.executable, "python")
+
+
+def test_device_check_refuses_to_start_without_mnist(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), str(tmp_path / "out"),
+                           "--tiny", "--data_root", str(tmp_path / "nothing")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stdout + proc.stderr
+    assert "cp -r ../shared/data/MNIST" in proc.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_device_check_runs_every_step_at_toy_sizes(tmp_path):
+    """--tiny: the one device call's code paths, end to end on this machine, so that the
+    call works the first time on a lent GPU."""
+    write_mnist(tmp_path / "data", n_train=40, n_test=16)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), str(out), "--tiny",
+                           "--data_root", str(tmp_path / "data")], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = dict(line.split("\t")[:2] for line in (out / "steps.tsv").read_text().splitlines())
+    assert status.pop("torchrun_nccl").startswith("skipped (0 GPU visible")
+    assert set(status.values()) == {"ok"}, status
+    paper = {p.name for p in (out / "records" / "mnist-paper").glob("*.json")}
+    assert paper == {f"mnist-{m}-e2x2-b8-seed1.json" for m in ("dfad", "dfad_ema", "random", "dafl", "kd")}
+    assert [p.name for p in (out / "records" / "mnist-paper-decay").glob("*.json")] == [
+        "mnist-dfad-e2x2-b8-seed1-with-scheduler-step_size1.json"]
+    for config in bench_game.CONFIGS:
+        record = json.loads((out / "bench" / f"{config}-cpu.json").read_text())
+        assert record["rows"] and not record["failures"] and record["commit"]
+    md = (out / "results.md").read_text()
+    assert "## Grid mnist-paper (5 cells" in md and "| mnist | KD-ORI | 1 |" in md
+    assert "## Grid mnist-paper-decay (1 cells" in md and "--scheduler --step_size 1" in md
+    assert "| mnist | 4 | bf16 |" in md and "500 epochs" in md
 
 
 def test_cifar_epoch_times_epochs_on_generated_cifar(tmp_path):
@@ -145,16 +194,25 @@ def test_device_summary_writes_json_and_markdown(tmp_path):
         return dict(config="mnist", batch=64, option=option, seconds=seconds, images_per_s=384 / seconds, of_peak=0.2)
     rows = [row("plain", 0.021), row("channels_last", 0.027), row("graph", 0.004), row("channels_last+graph", 0.005)]
     failures = [dict(config="mnist", batch=256, option="graph", error="RuntimeError: capture failed")]
-    (tmp_path / "game_mnist.json").write_text(json.dumps({"peak_flops": 5e13, "rows": rows, "failures": failures}))
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "mnist-gpu.json").write_text(json.dumps({"peak_flops": 5e13, "rows": rows,
+                                                                   "failures": failures}))
+    grid = tmp_path / "records" / "mnist-paper"
+    grid.mkdir(parents=True)
+    (grid / "paper_table.md").write_text("| dataset | method |\n|---|---|\n| mnist | dfad |\n")
+    for seed, seconds in ((1, 120.0), (2, 131.0)):
+        (grid / f"mnist-dfad-e40x50-b512-seed{seed}.json").write_text(json.dumps({"seconds": seconds}))
     (tmp_path / "work" / "cifar_default").mkdir(parents=True)
     (tmp_path / "work" / "cifar_default" / "epochs.json").write_text(json.dumps(
         {"flags": [], "data": "generated", "epoch_seconds": [20.0, 16.2], "projected_paper_s": 8100.0}))
     result = device_summary.main(str(tmp_path))
     assert json.loads((tmp_path / "results.json").read_text())["steps"][1]["status"].startswith("skipped")
     md = (tmp_path / "results.md").read_text()
-    assert "| mnist | 64 | graph | 0.0040 | 96000 | 0.20 | 5.25x | 5.25x |" in md
-    assert "| mnist | 64 | channels_last+graph | 0.0050 | 76800 | 0.20 | 4.20x | 5.40x |" in md
-    assert "| mnist | 64 | plain | 0.0210 | 18286 | 0.20 | 1.00x | - |" in md
+    assert "| mnist | 64 | graph | 0.0040 | 96000 | 0.20 | - | 5.25x | 5.25x |" in md
+    assert "| mnist | 64 | channels_last+graph | 0.0050 | 76800 | 0.20 | - | 4.20x | 5.40x |" in md
+    assert "| mnist | 64 | plain | 0.0210 | 18286 | 0.20 | - | 1.00x | - |" in md
+    assert "## Grid mnist-paper (2 cells, 120-131 s each)\n\n| dataset | method |" in md
+    assert "## Grid mnist-paper-decay (no cells)" in md
     assert "| mnist | 64 | plain | 0.0210 | graph | 0.0040 | 5.25x | 5.25x |" in md  # fastest with and without
     assert "| (defaults) | generated | 20.0, 16.2 | 2.2 h |" in md
     assert "\n\n- failed: mnist batch 256 graph: RuntimeError: capture failed\n" in md
