@@ -19,6 +19,7 @@ a CUDA graph (``--cuda_graph``, GPUs only).
 import argparse
 import contextlib
 import importlib
+import itertools
 import json
 import os
 import resource
@@ -35,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import network  # noqa: E402
-from utils.engine import game  # noqa: E402
+from utils.engine import game, loop, objective  # noqa: E402
 from utils.engine.graphs import EAGER_ROUNDS, CapturedRound  # noqa: E402
 from utils.engine.methods import DFAD  # noqa: E402
 from utils.reporting import records  # noqa: E402
@@ -51,12 +52,19 @@ SEGMENTATION = {"camvid"}
 SPEED_EXPERIMENT = {"mnist": "mnist", "cifar": "cifar", "caltech": "caltech101", "camvid": "deeplab"}  # speed.py's keys
 
 
-def declared(config):
-    """(teacher, student, generator, nz, generator loss) of the experiment, untrained."""
+# Methods whose round is DFAD's with another weighting of the generator's objective and
+# another student loss (utils/engine/objective.py), timed with --methods.
+WEIGHTINGS = ["dfad", "dafl", "dfq"]
+
+
+def declared(config, method="dfad", flags=()):
+    """(teacher, student, generator, nz, generator objective, student loss) of the
+    experiment as its script declares it under ``--method method`` and ``flags``, untrained."""
     script = importlib.import_module(CONFIGS[config])
-    args = script.get_args_parser().parse_args([])
+    args = script.get_args_parser().parse_args(["--method", method, *flags])
+    teacher, student, generator = script.networks(args)
     loss = game.adversarial_loss_log_l1 if config in SEGMENTATION else game.adversarial_loss_l1
-    return (*script.networks(args), args.nz, loss)
+    return teacher, student, generator, args.nz, objective.build(args, teacher, loss), loop.student_loss(args)
 
 
 class Option(NamedTuple):
@@ -119,10 +127,11 @@ def reference_iteration(teacher, student, generator, opt_S, opt_G, batch_size, n
     opt_G.step()
 
 
-def make_iteration(config, option, batch_size, device):
+def make_iteration(config, option, batch_size, device, method="dfad", flags=()):
     """One round of ``config``'s game under ``option`` (a name of OPTIONS), as a function.
     A graph option returns it captured: its eager rounds and capture are done here."""
-    teacher, student, generator, nz, loss = declared(config)
+    teacher, student, generator, nz, generator_objective, student_loss = declared(config, method, flags)
+    loss = generator_objective.adversarial
     chosen = option_of(option, config, device)
     if chosen.graph and device.type != "cuda":
         raise RuntimeError(f"option {option} replays CUDA graphs and needs --device cuda")
@@ -139,8 +148,8 @@ def make_iteration(config, option, batch_size, device):
     game.freeze(teacher)
     if chosen.compile:
         teacher, student, generator = (torch.compile(m) for m in (teacher, student, generator))
-    players = game.Players(teacher, student, generator, opt_S, opt_G, nz, device, loss,
-                           Precision(chosen.amp, device, cache_casts=not chosen.graph))
+    players = game.Players(teacher, student, generator, opt_S, opt_G, nz, device, generator_objective,
+                           Precision(chosen.amp, device, cache_casts=not chosen.graph), student_loss=student_loss)
     play_round = DFAD().play_round
     if not chosen.graph:
         return lambda: play_round(players, batch_size)
@@ -166,8 +175,8 @@ def measure(iteration, repeats, device, warmup=2):
     return statistics.median(times)
 
 
-def count_flops(config, batch_size, device):
-    iteration = make_iteration(config, "plain", batch_size, device)
+def count_flops(config, batch_size, device, method="dfad", flags=()):
+    iteration = make_iteration(config, "plain", batch_size, device, method, flags)
     with FlopCounterMode(display=False) as counter:
         iteration()
     return counter.get_total_flops()
@@ -236,7 +245,7 @@ def recommend(args, device):
     return choices
 
 
-def time_options(config, options, batch_size, device, args, failures=None):
+def time_options(config, options, batch_size, device, args, failures=None, method="dfad"):
     """Seconds per round of each option. With a ``failures`` list, an option that fails
     (a round a CUDA graph cannot capture, say) is recorded there and the others still run."""
     timed = {}
@@ -245,7 +254,8 @@ def time_options(config, options, batch_size, device, args, failures=None):
         upsampling = reference_upsampling() if option == "reference" else contextlib.nullcontext()
         try:
             with upsampling:
-                timed[option] = measure(make_iteration(config, option, batch_size, device), args.repeats, device,
+                timed[option] = measure(make_iteration(config, option, batch_size, device, method,
+                                                       getattr(args, "script_flags", [])), args.repeats, device,
                                         args.warmup)
         except RuntimeError as e:
             if failures is None:
@@ -274,6 +284,12 @@ def parse_args(argv=None):
                         help=f"untimed iterations first: compilation, autotuning (default: {BENCH['warmup']})")
     parser.add_argument("--device", help="default: cuda where available, else cpu")
     parser.add_argument("--json", default=None, help="also write the rows to this file (default: none)")
+    parser.add_argument("--methods", nargs="+", choices=WEIGHTINGS, default=["dfad"],
+                        help="time the round under each method's weighting of the generator's objective and its "
+                             "student loss (default: dfad)")
+    parser.add_argument("--script_flags", nargs=argparse.REMAINDER, default=[],
+                        help="flags of the configs' scripts, last on the line (e.g. --teacher wrn40_2 --model "
+                             "wrn16_1 for DFAD_cifar.py's pair)")
     parser.add_argument("--peak_size", type=int, default=4096,
                         help="side of the square matmuls that measure the fp32 and bf16 peaks (default: 4096)")
     args = parser.parse_args(argv)
@@ -305,14 +321,15 @@ def main(argv=None):
     rows, failures = [], []
     print("| config | batch | option | s / iteration | iterations/s | images/s | GFLOP / iteration "
           "| GFLOP/s | of peak | vs plain |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
-    for config in args.configs:
-        for batch_size in args.batch_sizes:
-            flops = count_flops(config, batch_size, device)
-            timed = time_options(config, args.options, batch_size, device, args, failures)
-            for option, seconds in timed.items():
-                rows.append(table_row(config, batch_size, option_label(option, config, device), seconds, flops, peak,
-                                      timed.get("plain"), peak_bf16))
-            write_json(args.json, device, (peak, peak_bf16), rows, failures, context)  # what was measured, should a later cell fail
+    for config, method, batch_size in itertools.product(args.configs, args.methods, args.batch_sizes):
+        flops = count_flops(config, batch_size, device, method, args.script_flags)
+        timed = time_options(config, args.options, batch_size, device, args, failures, method)
+        label = config if method == "dfad" else f"{config}/{method}"
+        for option, seconds in timed.items():
+            rows.append(table_row(label, batch_size, option_label(option, config, device), seconds, flops, peak,
+                                  timed.get("plain"), peak_bf16))
+        # what was measured, should a later cell fail
+        write_json(args.json, device, (peak, peak_bf16), rows, failures, context)
     for line in side_by_side(rows):
         print(line, flush=True)
     if device.type == "cuda":

@@ -18,6 +18,11 @@ CIFAR_NETWORKS = {
 }
 
 
+# How the data a network's published weights were trained on was normalised (dataloader:
+# CIFAR-100 with CIFAR-10's statistics for the reference's, its own for CMI's networks).
+NORMALIZATION = {name: "reference" if name.endswith("_8x") else "cmi" for name in CIFAR_NETWORKS}
+
+
 def build(name, num_classes):
     try:
         constructor = CIFAR_NETWORKS[name]

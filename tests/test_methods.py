@@ -16,17 +16,17 @@ import DFAD_mnist
 import network
 import train_teacher
 from test_dfad_engine import game_args, networks, players, state, tiny_experiment
-from utils.engine import dfad, diagnostics, game, methods
-from utils.engine.methods.dafl import dafl_losses
+from utils.engine import diagnostics, game, loop, methods, objective
 from utils.runtime.errors import UserError
 
 CPU = torch.device("cpu")
 
 
-def test_dafl_losses_against_a_hand_computed_batch():
+def test_dafl_terms_against_a_hand_computed_batch():
     t_logit = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
     feature = torch.tensor([[1.0, -2.0], [0.5, 0.5]])
-    one_hot, activation, info_entropy = dafl_losses(t_logit, feature)
+    out = objective.Outputs(None, t_logit=t_logit, t_feature=feature)
+    one_hot, activation, info_entropy = objective.oh(out), objective.act(out), objective.balance(out)
     # one-hot: cross-entropy against each row's own argmax (0, 1, 0)
     ce = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1)), math.log(1 + math.exp(-2))]
     assert one_hot.item() == pytest.approx(sum(ce) / 3)
@@ -61,7 +61,7 @@ def test_random_leaves_the_generator_bit_identical(tmp_path, monkeypatch):
     teacher, student, generator = networks()
     student_before, generator_before = state(student), state(generator)
     exp = tiny_experiment(teacher, student, generator)
-    dfad.run(game_args("--method", "random"), exp, CPU)
+    loop.run(game_args("--method", "random"), exp, CPU)
     for k, v in generator.state_dict().items():
         assert torch.equal(v, generator_before[k]), k                # weights and BN buffers alike
     assert any(not torch.equal(v, student_before[k]) for k, v in student.state_dict().items())
@@ -95,7 +95,7 @@ def test_kd_reads_the_transfer_set_and_never_its_labels(tmp_path, monkeypatch):
     generator_before = state(generator)
     exp = tiny_experiment(teacher, student, generator)
     exp.transfer_set = TransferSet()
-    dfad.run(game_args("--method", "kd", "--kd_loss", "kl", "--num_workers", "0"), exp, CPU)  # reads counted here
+    loop.run(game_args("--method", "kd", "--kd_loss", "kl", "--num_workers", "0"), exp, CPU)  # reads counted here
     # the fixed probe (up to 1024 images, all 24 here) + 2 epochs x 3 rounds x 5 steps x 8 images
     assert exp.transfer_set.reads >= 24 + 2 * 3 * 5 * 8
     assert all(torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
@@ -109,7 +109,7 @@ def test_kd_scores_students_on_one_fixed_probe_with_loader_workers(tmp_path, mon
     pools = []
     agreement = diagnostics.agreement
     monkeypatch.setattr(diagnostics, "agreement", lambda s, t, images: (pools.append(images), agreement(s, t, images))[1])
-    dfad.run(game_args("--method", "kd", "--epochs", "3", "--num_workers", "2"), exp, CPU)
+    loop.run(game_args("--method", "kd", "--epochs", "3", "--num_workers", "2"), exp, CPU)
     assert [len(p) for p in pools] == [24, 24, 24] and all(torch.equal(p, pools[0]) for p in pools)
 
 
@@ -120,7 +120,7 @@ def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     exp = tiny_experiment(teacher, student, generator)
     args = game_args("--method", "dafl")
     assert (args.lr_G, args.lr_S, args.optimizer_S) == (0.2, 0.05, "adam")  # --lr_S given, the rest DAFL's
-    dfad.run(args, exp, CPU)
+    loop.run(args, exp, CPU)
     assert any(not torch.equal(v, generator_before[k]) for k, v in generator.state_dict().items())
     assert (tmp_path / "checkpoint" / "student" / "unit-tiny-dafl-labelfree.pt").is_file()
 
@@ -132,7 +132,7 @@ def test_dafl_trains_the_generator_against_the_teacher(tmp_path, monkeypatch):
     (["--method", "dafl", "--dataset", "digits"], torch.optim.Adam, 0.0)])
 def test_the_student_optimizer_follows_the_method_recipe(flags, optimizer, weight_decay):
     args = DFAD_mnist.get_args_parser().parse_args(["--no_visdom", *flags])
-    players, _ = dfad.build_players(args, tiny_experiment(*networks()), CPU)
+    players, _ = loop.build_players(args, tiny_experiment(*networks()), CPU)
     assert type(players.optimizer_S) is optimizer
     assert players.optimizer_S.param_groups[0]["weight_decay"] == weight_decay == args.weight_decay
 
@@ -141,8 +141,9 @@ def test_dafl_refuses_a_teacher_without_features():
     class NoFeatures(torch.nn.Module):
         def forward(self, x):
             return x
-    with pytest.raises(UserError, match="out_feature"):
-        methods.DAFL(game_args("--method", "dafl"), SimpleNamespace(teacher=NoFeatures()), 4)
+    with pytest.raises(UserError, match=r"--act 0.1 \(--method dafl weighs it so\).*out_feature.*Set --act 0"):
+        objective.build(game_args("--method", "dafl"), NoFeatures(), game.adversarial_loss_l1,
+                        methods.DAFL.defaults("mnist"))
 
 
 def script_agreements(monkeypatch, values):
@@ -153,7 +154,7 @@ def script_agreements(monkeypatch, values):
 def test_agreement_rule_prefers_the_later_student_on_a_tie(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.9])
-    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
+    loop.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     assert records(tmp_path, "DFAD-unit")[-1]["labelfree_by_agreement"]["epoch"] == 3
 
 
@@ -161,18 +162,24 @@ def test_agreement_rule_notes_the_student_of_highest_agreement(tmp_path, monkeyp
     """Recorded beside the label-free choice (test_labelfree.py), so that runs compare the rules."""
     monkeypatch.chdir(tmp_path)
     script_agreements(monkeypatch, [0.5, 0.9, 0.7])
-    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
+    loop.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     record = records(tmp_path, "DFAD-unit")[-1]
     history = [float(v) for v in (tmp_path / "log" / "DFAD-unit.csv").read_text().split(",")]
     assert record["labelfree_by_agreement"] == {"epoch": 2, "agreement": 0.9, "test": history[1]}
     assert record["best"] == max(history) and record["last"] == history[2]
 
 
+@pytest.mark.slow
 def test_every_method_on_the_mnist_script_and_test_only_of_each_student(in_tmp_dir, capsys):
     train_teacher.main(["--dataset", "digits", "--epochs", "1", "--batch_size", "64", "--lr", "0.01",
                         "--no_visdom"])
     tiny = ["--dataset", "digits", "--epochs", "1", "--epoch_itrs", "2", "--batch_size", "8", "--no_visdom"]
     for method in methods.METHODS:
+        args = DFAD_mnist.get_args_parser().parse_args(tiny + ["--method", method])
+        if methods.METHODS[method].trains_generator and objective.refusal(args, network.lenet.LeNet5()):
+            with pytest.raises(UserError, match="LeNet5 has no BatchNorm"):  # dfq: skipped, said why
+                DFAD_mnist.main(tiny + ["--method", method])
+            continue
         best = DFAD_mnist.main(tiny + ["--method", method])
         suffix = methods.METHODS[method].suffix()
         labelfree = in_tmp_dir / "checkpoint" / "student" / f"digits-lenet5_half{suffix}-labelfree.pt"
@@ -202,7 +209,7 @@ def test_collapse_warning_is_printed_once(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(diagnostics, "class_histogram_stats",
                         lambda logits: {"entropy": 0.1, "fraction": 0.1, "classes": 1, "collapsed": True})
-    dfad.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
+    loop.run(game_args("--epochs", "3"), tiny_experiment(*networks()), CPU)
     out = capsys.readouterr().out
     assert out.count("Warning: mode collapse") == 1 and "Warning: mode collapse at epoch 1:" in out
 
@@ -227,7 +234,7 @@ def test_the_random_generators_samples_are_drawn_as_the_student_sees_them(tmp_pa
     exp = tiny_experiment(*networks())
     drawn = []
     exp.extra_plots.append(lambda plotter, teacher, student, draw, device: drawn.append(draw(torch.randn(16, 100, 1, 1))))
-    dfad.run(game_args("--method", "random", "--epochs", "1"), exp, CPU)
+    loop.run(game_args("--method", "random", "--epochs", "1"), exp, CPU)
     assert drawn[0].std().item() == pytest.approx(1, abs=0.05)
     grid = np.asarray(Image.open(tmp_path / "results" / "DFAD-unit-random" / "samples" / "generated_epoch001.png"))
     tiles = np.stack([grid[2 + 34 * r:34 * (r + 1), 2 + 34 * c:34 * (c + 1)] for r in range(8) for c in range(8)])

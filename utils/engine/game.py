@@ -4,7 +4,7 @@ and what a method (a way of playing a round) declares.
 The value of the game is the L1 distance between student and teacher logits on generated
 images: the student minimises it, the generator maximises it ("hard samples"), the
 teacher is frozen. Each method's round is in ``methods/``; the loop around the rounds
-(epochs, evaluation, checkpoints) is in ``dfad.py``.
+(epochs, evaluation, checkpoints) is in ``loop.py``.
 """
 import contextlib
 from dataclasses import dataclass, field
@@ -115,10 +115,16 @@ class Players:
     optimizer_G: torch.optim.Optimizer
     nz: int
     device: torch.device
-    adversarial_loss: Callable = adversarial_loss_l1
+    objective: Callable = None  # the generator's loss of (images, student, teacher); None: DFAD's (-L1)
     precision: Precision = field(default_factory=Precision)
     after_student_step: Callable = lambda: None  # e.g. the student's moving average
     replay: object = None  # --replay: past generated images every student step also learns on (replay.Replay)
+    student_loss: Callable = discrepancy  # what the student minimises, of (s_logit, t_logit)
+
+    def __post_init__(self):
+        if self.objective is None:
+            from .objective import dfad_objective  # objective.py builds on this module
+            self.objective = dfad_objective()
 
     def noise(self, batch_size):
         return sample_noise(batch_size, self.nz, self.device)
@@ -132,14 +138,15 @@ class Players:
 
 class Method:
     """One way of training the student from the teacher. Subclasses set ``name`` (the
-    ``--method`` value) and ``label`` (its row in the results table) and write
-    ``play_round``; the rest has defaults that fit a method with a generator."""
+    ``--method`` value; also its row in the results table unless ``row_label`` says
+    otherwise) and write ``play_round``; the rest has defaults that fit a method with a
+    generator."""
 
     name = ""
-    label = ""
     summary = ""             # one line for --help
     note = ""                # disclosed under every results table that shows this method's row
     uses_generator = True  # False: the generator never plays, so it is neither saved nor drawn
+    trains_generator = True  # False: no generator step, so no generator objective
     captures_in_cuda_graph = False  # True: every round is the same GPU work (--cuda_graph may replay it)
 
     @classmethod
@@ -150,7 +157,7 @@ class Method:
 
     @classmethod
     def row_label(cls, args):
-        return cls.label
+        return cls.name
 
     @staticmethod
     def add_args(group, datasets):
@@ -176,7 +183,7 @@ class Method:
         return samples
 
     def state_dict(self):
-        """What --resume needs of the method's own state (``-last.pt`` key ``method_state``);
+        """What --resume needs of the method's own state (``-last.pt`` key ``method``);
         None for a method that keeps none."""
         return None
 

@@ -4,9 +4,16 @@ import argparse
 
 from ..runtime import cli, speed
 from ..runtime.errors import UserError
-from . import diagnostics, ema, labelfree
+from . import diagnostics, ema, labelfree, objective
 from .methods import METHODS
 from .replay import add_replay_args
+
+
+def objective_defaults():
+    """What a DFAD script does when neither the command line nor the method says otherwise:
+    DFAD's game (the generator's objective is --adv alone, the L1; the student learns by L1)."""
+    return {**{term: float(term == "adv") for term in objective.TERMS}, "adv_loss": "l1", "student_loss": "l1",
+            "temperature": 1.0}
 
 
 class DFADArgumentParser(argparse.ArgumentParser):
@@ -23,13 +30,24 @@ class DFADArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         parsed, rest = super().parse_known_args(args, namespace)
         if parsed.ckpt is None:
-            parsed.ckpt = cli.teacher_checkpoint(parsed.dataset, self.teacher_model)
+            parsed.ckpt = cli.teacher_checkpoint(parsed.dataset, getattr(parsed, "teacher", self.teacher_model))
+        check_objective_flags(parsed)
         for name, value in {**self.script_defaults, **METHODS[parsed.method].defaults(parsed.dataset)}.items():
             if getattr(parsed, name) is None:  # not given on the command line
                 setattr(parsed, name, value)
         speed.resolve(parsed, self.experiment)
         check_cuda_graph_method(parsed)
         return parsed, rest
+
+
+def check_objective_flags(args):
+    """The generator's weights, given to a method whose generator never steps, would be
+    silently ignored: refused."""
+    given = [f"--{term}" for term in [*objective.TERMS, "adv_loss"] if getattr(args, term) is not None]
+    if given and not METHODS[args.method].trains_generator:
+        raise UserError(f"{' '.join(given)} weigh the generator's objective, and --method {args.method} has no "
+                        f"generator step. Leave them out, or use a method whose generator learns "
+                        f"({', '.join(m for m, c in METHODS.items() if c.trains_generator)}).")
 
 
 def check_cuda_graph_method(args):
@@ -58,7 +76,8 @@ def help_of(parser, dest):
 
 
 def dfad_parser(description, *, experiment, dataset, datasets, model, models, teacher_model, batch_size,
-                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50, milestones=None):
+                test_batch_size, epochs, lr_S, lr_G, weight_decay, nz, step_size, epoch_itrs=50, milestones=None,
+                teachers=None):
     """The flags of a DFAD script, with that experiment's defaults (SPEC table);
     ``experiment`` names it in the speed tables (utils/runtime/speed.py); ``milestones``:
     the epochs --scheduler decays at instead of every --step_size (the script hands the
@@ -66,7 +85,8 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
     parser = DFADArgumentParser(description=description, formatter_class=cli.HelpFormatter)
     parser.teacher_model = teacher_model
     parser.experiment = experiment
-    parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G, "optimizer_S": "sgd", "weight_decay": weight_decay}
+    parser.script_defaults = {"lr_S": lr_S, "lr_G": lr_G, "optimizer_S": "sgd", "weight_decay": weight_decay,
+                              **objective_defaults()}
     per_method = "; a method may bring its own, see --method"
     cli.add_common_args(parser, batch_size=batch_size, test_batch_size=test_batch_size, epochs=epochs,
                         weight_decay=None, dataset=dataset, datasets=datasets, step_size=step_size,
@@ -84,9 +104,13 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
     parser.add_argument("--lr_G", type=cli.positive_float, default=None,
                         help=f"generator learning rate, Adam (default: {lr_G}{per_method})")
     parser.add_argument("--model", default=model, choices=models, help="student network")
+    if teachers:
+        parser.add_argument("--teacher", default=teacher_model, choices=teachers,
+                            help="teacher network (its weights: --ckpt)")
     parser.add_argument("--nz", type=cli.positive_int, default=nz, help="size of the generator's noise vector")
-    parser.add_argument("--ckpt", default=None, help="teacher checkpoint (default: "
-                        f"{cli.teacher_checkpoint('<dataset>', teacher_model)})")
+    parser.add_argument("--ckpt", default=None, help="teacher checkpoint: a state_dict, or a dict holding one under "
+                        "'state_dict' (CMI's published teachers) (default: "
+                        f"{cli.teacher_checkpoint('<dataset>', '<teacher>' if teachers else teacher_model)})")
     parser.add_argument("--eval_ckpt", default=None,
                         help="with --test_only: the student to evaluate, e.g. the -labelfree.pt one "
                              "(default: the best student of this method)")
@@ -108,8 +132,32 @@ def dfad_parser(description, *, experiment, dataset, datasets, model, models, te
                              f"fixed-noise samples of the last {diagnostics.POOL_SNAPSHOTS} epochs' generators "
                              "(kd: its fixed probe), is saved as -labelfree.pt")
     add_method_args(parser, datasets)
+    add_objective_args(parser)
     add_replay_args(parser)
     return parser
+
+
+def add_objective_args(parser):
+    """The generator's objective (a weight per term of objective.TERMS) and the student's loss."""
+    per_method = "; a method may bring its own, see --method"
+    group = parser.add_argument_group(
+        "objectives", "The generator minimises sum_k weight_k x term_k, all terms read from one forward pass of "
+                      "the teacher (and of the student, for adv) on the generated batch; DFAD's objective is "
+                      "--adv 1 alone. The student minimises --student_loss between its logits and the teacher's.")
+    aliases = {"oh": ["--dafl_oh"], "balance": ["--dafl_ie"], "act": ["--dafl_a"]}  # DAFL's own names
+    for term, spec in objective.TERMS.items():
+        group.add_argument(f"--{term}", *aliases.get(term, []), dest=term, type=cli.non_negative_float,
+                           default=None, metavar="WEIGHT",
+                           help=f"weight of {spec.help} (default: {objective_defaults()[term]:g}{per_method})")
+    group.add_argument("--adv_loss", choices=list(objective.ADVERSARIAL_LOSSES), default=None,
+                       help="the adversarial term's loss: " + "; ".join(
+                           f"{name}: {text}" for name, text in objective.ADVERSARIAL_LOSSES.items())
+                       + f" (default: l1{per_method})")
+    group.add_argument("--student_loss", "--kd_loss", dest="student_loss", choices=["l1", "kl"], default=None,
+                       help=f"l1: the mean absolute difference of the logits (DFAD); kl: Hinton's KD, T^2 x "
+                            f"KL(softmax(t/T) || softmax(s/T)) with T = --temperature (default: l1{per_method})")
+    group.add_argument("--temperature", type=cli.positive_float, default=None,
+                       help=f"T of --student_loss kl (default: 1; kd: 4{per_method})")
 
 
 def add_method_args(parser, datasets):

@@ -8,11 +8,12 @@ results table read: a new method is a file here, a line below, and its test.
 from ..game import Method
 from .dafl import DAFL
 from .dfad import DFAD
+from .dfq import DFQ
 from .kd import KD
 from .mad import MAD
 from .random_generator import RandomGenerator
 
-METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, KD, MAD)}
+METHODS = {method.name: method for method in (DFAD, RandomGenerator, DAFL, DFQ, KD, MAD)}
 ROW_ORDER = [method.row_label({}) for method in METHODS.values()]  # the results table's rows
 
 # Options of the round that any method can take, each a row of its own in the results

@@ -6,25 +6,25 @@ Both play on the L1 distance between student and teacher logits.
 """
 import torch
 
-from ..game import STUDENT_STEPS, Method, discrepancy, weights_frozen
+from ..game import STUDENT_STEPS, Method, weights_frozen
 
 
-def student_step(p, images, loss_fn=discrepancy):
+def student_step(p, images):
     """One optimizer step of the student towards the teacher on ``images`` (every method's
-    student step: the baselines pass their own loss); with ``--replay``, on past generated
-    images as well."""
+    student step); with ``--replay``, on past generated images as well."""
     if p.replay is not None:
         images = p.replay.mix(images)
-    return imitate(p, images, loss_fn)
+    return imitate(p, images)
 
 
-def imitate(p, images, loss_fn=discrepancy):
-    """The optimizer step itself: the student moves towards the teacher's logits on ``images``."""
+def imitate(p, images, loss_fn=None):
+    """The optimizer step itself: the student moves towards the teacher's logits on
+    ``images``, by ``loss_fn`` (default: the run's student loss, --student_loss)."""
     with torch.no_grad(), p.precision.autocast():
         t_logit = p.teacher(images)
     p.optimizer_S.zero_grad(set_to_none=True)
     with p.precision.autocast():
-        loss_S = loss_fn(p.student(images), t_logit)
+        loss_S = (loss_fn or p.student_loss)(p.student(images), t_logit)
     p.precision.scale(loss_S, "student").backward()
     p.precision.step(p.optimizer_S, "student")
     p.after_student_step()
@@ -32,18 +32,18 @@ def imitate(p, images, loss_fn=discrepancy):
 
 
 def generator_step(p, z):
-    """One optimizer step of the generator towards images where student and teacher disagree."""
+    """One optimizer step of the generator towards its objective (objective.py; DFAD's:
+    images where student and teacher disagree, -L1, segmentation -log(L1 + 1))."""
     p.optimizer_G.zero_grad(set_to_none=True)
     with weights_frozen(p.student) as student, p.precision.autocast():
-        fake = p.generator(z)
-        loss_G = p.adversarial_loss(student(fake), p.teacher(fake))  # -L1 (segmentation: -log(L1 + 1))
+        loss_G = p.objective(p.generator(z), student, p.teacher)
     p.precision.scale(loss_G, "generator").backward()
     p.precision.step(p.optimizer_G, "generator")
     return loss_G.detach()
 
 
 class DFAD(Method):
-    name, label = "dfad", "dfad"
+    name = "dfad"
     summary = "the adversarial game of the paper (default)"
     captures_in_cuda_graph = True  # noise, both players' steps: all on the GPU, same shapes every round
 

@@ -5,17 +5,16 @@ Five student steps a round on batches of the transfer set, no generator step (it
 is reported as 0): the generator never plays, so it is neither saved nor drawn.
 """
 import argparse
-import hashlib
 import os
-import re
 
 import torch
 from torch.utils.data import Dataset
 
-from ...runtime.cli import positive_float
+from dataloader import DATASETS
+from ...reporting import records
 from ...runtime.errors import UserError
 from ...runtime.workers import Loader
-from ..game import STUDENT_STEPS, Method, discrepancy, kl_divergence
+from ..game import STUDENT_STEPS, Method
 from .dfad import student_step
 
 PROBE_IMAGES = 1024        # the fixed probe: enough that agreement does not saturate at 1.0
@@ -23,12 +22,15 @@ LARGE_IMAGE = 3 * 64 * 64  # above this many values an image, 16 of them are pro
 
 
 def transfer_tag(transfer):
-    """A transfer set's name in labels and folder names: a data set's name, or for a folder
-    given by its absolute path, its base name and a short hash of the path (no slash)."""
-    if not os.path.isabs(transfer):
+    """A transfer set's name in labels and folder names (no slash): a data set's name, or for
+    a folder its base name and a short hash of its path, the same for the path and for the
+    form a run record keeps of it (:func:`records.portable`)."""
+    if transfer in DATASETS:
         return transfer
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(transfer))) or "root"
-    return f"{base}-{hashlib.sha1(transfer.encode()).hexdigest()[:8]}"
+    kept = records.portable(os.path.abspath(transfer)) if os.path.isabs(transfer) else transfer
+    if kept.startswith(records.OUTSIDE + "/"):
+        return kept[len(records.OUTSIDE) + 1:]
+    return records.path_tag(kept)
 
 
 def transfer_set_value(datasets):
@@ -66,6 +68,7 @@ class KD(Method):
     name = "kd"
     summary = "distillation on real images of --transfer_set, labels never read"
     uses_generator = False
+    trains_generator = False
 
     @classmethod
     def row_label(cls, args):
@@ -79,9 +82,10 @@ class KD(Method):
                            help=f"--method kd: the images to distil on: the training split of "
                                 f"{', '.join(datasets)}, or a folder of images (searched recursively, "
                                 f"resized to the teacher's input) (default: --dataset's, KD-ORI)")
-        group.add_argument("--kd_loss", choices=["l1", "kl"], default="l1",
-                           help="--method kd: the L1 on logits, as DFAD, or Hinton's KL with --temperature")
-        group.add_argument("--temperature", type=positive_float, default=4.0, help="--method kd --kd_loss kl: T")
+
+    @staticmethod
+    def defaults(dataset):
+        return {"temperature": 4.0}  # Hinton's KD, with --student_loss kl
 
     def __init__(self, args, experiment, batch_size):
         transfer = experiment.transfer_set() if callable(experiment.transfer_set) else experiment.transfer_set
@@ -96,8 +100,6 @@ class KD(Method):
                              generator=torch.Generator().manual_seed(args.seed), num_workers=workers,
                              persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
         self.batches = iter(self.loader)
-        temperature = args.temperature
-        self.loss = discrepancy if args.kd_loss == "l1" else (lambda s, t: kl_divergence(s, t, temperature))
         self.fixed_images = probe_subset(images, args.seed)
 
     def next_images(self, device):
@@ -110,7 +112,7 @@ class KD(Method):
 
     def play_round(self, p, batch_size):
         for _ in range(STUDENT_STEPS):
-            loss_S = student_step(p, self.next_images(p.device), self.loss)
+            loss_S = student_step(p, self.next_images(p.device))
         return loss_S, torch.zeros((), device=loss_S.device)
 
     def probe_images(self, samples):

@@ -38,7 +38,7 @@ import copy
 import torch
 
 from ...runtime.cli import momentum_value, non_negative_float
-from ..game import STUDENT_STEPS, Method, batch_statistics_only, discrepancy
+from ..game import STUDENT_STEPS, Method, batch_statistics_only
 from .dfad import generator_step, imitate
 
 PAPER_MOMENTUM = 0.95
@@ -53,16 +53,17 @@ def moving_average_copy(generator):
     return ema
 
 
-def two_part_loss(n_first, weight):
-    """L1 on the first ``n_first`` images (G's, and replayed ones) + weight x L1 on the rest (G~'s)."""
+def two_part_loss(n_first, weight, part_loss):
+    """``part_loss`` (the student's: L1) on the first ``n_first`` images (G's, and replayed
+    ones) + weight x ``part_loss`` on the rest (G~'s)."""
     def loss(s_logit, t_logit):
-        return (discrepancy(s_logit[:n_first], t_logit[:n_first])
-                + weight * discrepancy(s_logit[n_first:], t_logit[n_first:]))
+        return (part_loss(s_logit[:n_first], t_logit[:n_first])
+                + weight * part_loss(s_logit[n_first:], t_logit[n_first:]))
     return loss
 
 
 class MAD(Method):
-    name, label = "mad", "mad"
+    name = "mad"
     summary = ("Do et al., NeurIPS 2022: DFAD's game, and the student also learns on the samples of a moving "
                "average of the generator (--mad_momentum)")
 
@@ -97,7 +98,7 @@ class MAD(Method):
         remembered = self.ema_samples(p, batch_size)
         if p.replay is not None:
             fresh = p.replay.mix(fresh)
-        return imitate(p, torch.cat([fresh, remembered]), two_part_loss(len(fresh), self.weight))
+        return imitate(p, torch.cat([fresh, remembered]), two_part_loss(len(fresh), self.weight, p.student_loss))
 
     def play_round(self, p, batch_size):
         # (1) student: on fresh samples of G and of its moving average, STUDENT_STEPS times

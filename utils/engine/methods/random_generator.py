@@ -7,8 +7,9 @@ from .dfad import student_step
 
 
 class RandomGenerator(Method):
-    name, label = "random", "random"
+    name = "random"
     summary = "the generator stays at its random initialisation"
+    trains_generator = False
 
     def __init__(self, args, experiment, batch_size):
         # Its BatchNorm layers stop tracking running statistics: the generator's state_dict
