@@ -6,7 +6,9 @@
     python get_results.py --methods                  # every log/DFAD-*.json: the paper's Table 2
     python get_results.py --methods --log_dir 'runs/paper_table/*/log'   # benchmarks/paper_table.py's cells
     python get_results.py --methods --log_dir results/records/digits     # a grid's committed records
-    python get_results.py --fill_tables README.md    # rewrite the README's marked tables from their records
+    python get_results.py --fill_tables docs/results.md   # rewrite the marked tables from their records
+    python get_results.py --reproduce results/records/digits/digits-dfad-e10x50-b64-seed2.json [--run]
+                                                     # the commands that regenerate a record; --run: run and compare
 
 A CSV row is one run's test metric after every epoch (the reference's format); the
 JSON file beside it adds each run's teacher score, method, last epoch and the student
@@ -20,6 +22,7 @@ import os
 import numpy as np
 
 from utils.engine import methods
+from utils.reporting import reproduce
 from utils.reporting import table as paper_table
 from utils.runtime import cli
 from utils.reporting.records import atomic_write_text, read_csv_rows, read_run_records
@@ -90,7 +93,29 @@ def main(argv=None):
     parser.add_argument("--fill_tables", metavar="FILE", default=None,
                         help="rewrite every table of FILE between <!-- table: <records folder> --> and "
                              "<!-- /table --> (folders relative to FILE's) from the records in that folder")
+    replay = parser.add_argument_group("replaying a record (--reproduce)")
+    replay.add_argument("--reproduce", metavar="RECORD", default=None,
+                        help="print the commands that regenerate this run record (a committed cell, a teacher "
+                             "record or a log/*.json), its teacher's recipe first, under the recorded threads")
+    replay.add_argument("--run", action="store_true",
+                        help="with --reproduce: run them in a scratch folder (runs/reproduce/) and compare the new "
+                             "record with the old one epoch by epoch, naming the first epoch that differs and the "
+                             "recorded conditions (CPU model, threads, versions) that differ here")
+    replay.add_argument("--threads", type=cli.positive_int, default=None,
+                        help="with --reproduce: replay at this many threads instead of the recorded count")
+    replay.add_argument("--data_root", default="data",
+                        help="with --reproduce: the data folder where the record's lies outside the project "
+                             "(default: data)")
+    replay.add_argument("--scratch", metavar="DIR", default=None,
+                        help="with --reproduce --run: the folder to replay in (default: a new one in runs/reproduce/)")
     args = parser.parse_args(argv)
+    if args.run and not args.reproduce:
+        parser.error("--run replays a record: pass --reproduce RECORD as well")
+    if args.reproduce:
+        identical = reproduce.main(args.reproduce, args.run, args.threads, args.data_root, args.scratch)
+        if identical is False:
+            raise SystemExit(1)
+        return identical
     if args.fill_tables:
         return fill_tables(args.fill_tables)
     if args.methods:

@@ -6,7 +6,7 @@
 Saves the best model (test mIoU) to ``checkpoint/teacher/<dataset>-<model>.pt`` as a
 bare state_dict, the format of the published teachers, and ends with ``Best mIoU=<float>``.
 """
-from dataloader import get_test_loader, get_train_loader
+from dataloader import get_test_loader, get_train_loader, num_classes
 from network.segmentation import PretrainedWeightsUnavailable, deeplabv3_resnet50
 from utils.engine import supervised
 from utils.engine.losses import FocalLoss
@@ -15,7 +15,7 @@ from utils.reporting import records
 from utils.runtime import checkpoint, cli, distributed
 from utils.runtime.errors import UserError
 
-NUM_CLASSES = {"camvid": 11, "nyuv2": 13}
+DATASETS = ("camvid", "nyuv2")
 DEFAULT_LR = {"camvid": 0.1, "nyuv2": 0.05}
 DATA_ROOTS = {"camvid": "data/CamVid", "nyuv2": "data/NYUv2"}
 
@@ -23,7 +23,7 @@ DATA_ROOTS = {"camvid": "data/CamVid", "nyuv2": "data/NYUv2"}
 def get_args_parser():
     parser = cli.new_parser("Train a DFAD segmentation teacher")
     cli.add_common_args(parser, batch_size=16, test_batch_size=16, epochs=200, weight_decay=5e-4,
-                        dataset="camvid", datasets=sorted(NUM_CLASSES), step_size=100)
+                        dataset="camvid", datasets=sorted(DATASETS), step_size=100)
     parser.set_defaults(data_root=None)
     parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help="SGD learning rate (default: 0.1 for camvid, 0.05 for nyuv2)")
@@ -38,7 +38,7 @@ def get_args_parser():
 
 
 def check_args(args):
-    cli.check_num_classes(args, NUM_CLASSES[args.dataset])
+    cli.check_num_classes(args, num_classes(args.dataset))
     args.lr = args.lr or DEFAULT_LR[args.dataset]
     args.data_root = args.data_root or DATA_ROOTS[args.dataset]
 

@@ -42,7 +42,6 @@ import fcntl
 import functools
 import glob
 import hashlib
-import importlib.util
 import os
 import re
 import signal
@@ -50,18 +49,18 @@ import subprocess
 import sys
 import time
 
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils.engine import methods  # noqa: E402
+from utils.engine import methods, objective  # noqa: E402
 from utils.engine.methods import kd  # noqa: E402
-from utils.reporting import records, table  # noqa: E402
+from utils.reporting import records, reproduce, table  # noqa: E402
 from utils.runtime import atomic, cli  # noqa: E402
 from utils.runtime.errors import UserError  # noqa: E402
 
-SCRIPTS = {"mnist": "DFAD_mnist.py", "digits": "DFAD_mnist.py", "cifar10": "DFAD_cifar.py",
-           "cifar100": "DFAD_cifar.py", "caltech101": "DFAD_caltech101.py",
-           "camvid": "DFAD_camvid_deeplab.py", "nyuv2": "DFAD_nyu_deeplab.py"}
+SCRIPTS = reproduce.DFAD_SCRIPTS
 GRID_ARGS = ("seed", "epochs", "epoch_itrs", "batch_size", "method", "transfer_set")
 # Flags of the scripts that --extra may set without changing what a cell learns: a grid
 # rerun with other values finds its cells measured. Any other flag names the cell's folder.
@@ -75,18 +74,32 @@ RESULTS = [os.path.join("results", name) for name in ("paper_table.md", "curves.
 LOG_LINES = 10  # of a failed cell's output.log, printed
 
 
-@functools.lru_cache(maxsize=None)
+def script_module(dataset):
+    return reproduce.load_script(SCRIPTS[dataset])
+
+
 def script_parser(dataset):
-    spec = importlib.util.spec_from_file_location("script", os.path.join(ROOT, SCRIPTS[dataset]))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script.get_args_parser()
+    return script_module(dataset).get_args_parser()
 
 
-def teacher_of(dataset):
-    """The teacher checkpoint the data set's script reads by default (its --ckpt), absolute,
-    since each cell runs in a folder of its own."""
-    return os.path.abspath(script_parser(dataset).parse_args(["--dataset", dataset]).ckpt)
+def teacher_of(dataset, extra=()):
+    """The teacher checkpoint the data set's script reads by default (its --ckpt; with
+    --extra --teacher T, T's), absolute, since each cell runs in a folder of its own."""
+    return os.path.abspath(script_parser(dataset).parse_args(["--dataset", dataset, *extra]).ckpt)
+
+
+@functools.lru_cache(maxsize=None)
+def refusal(dataset, method, extra):
+    """Why the cell's script would refuse to run ``method`` (its weighting of the generator's
+    objective, with --extra, asks what the teacher cannot give: bn of LeNet-5), or None."""
+    try:
+        parsed = script_parser(dataset).parse_args(["--dataset", dataset, "--method", method, *extra])
+    except UserError as e:
+        return str(e)
+    if not methods.METHODS[method].trains_generator:
+        return None
+    teacher = script_module(dataset).networks(parsed)[0]
+    return objective.refusal(parsed, teacher, methods.METHODS[method].defaults(dataset))
 
 
 def script_datasets(dataset):
@@ -193,7 +206,8 @@ def log_json(cell):
 
 def matches(record, cell):
     saved = record.get("args", {})
-    return (saved.get("dataset") == cell["dataset"] and all(saved.get(k) == cell[k] for k in GRID_ARGS)
+    return (saved.get("dataset") == cell["dataset"]
+            and all(saved.get(k) == records.portable(cell[k]) for k in GRID_ARGS)
             and methods.variant_options(saved) == cell["options"])
 
 
@@ -228,7 +242,7 @@ def command(cell, args):
     flags = ["--dataset", cell["dataset"], "--method", cell["method"], "--seed", cell["seed"],
              "--epochs", cell["epochs"], "--epoch_itrs", cell["epoch_itrs"], "--batch_size",
              cell["batch_size"], "--data_root", os.path.abspath(args.data_root),
-             "--ckpt", teacher_of(cell["dataset"]),
+             "--ckpt", teacher_of(cell["dataset"], tuple(args.extra)),
              "--no_visdom"]
     if cell["transfer_set"]:
         flags += ["--transfer_set", cell["transfer_set"]]
@@ -238,12 +252,24 @@ def command(cell, args):
     return [sys.executable, os.path.join(ROOT, SCRIPTS[cell["dataset"]]), *map(str, flags), *args.extra]
 
 
+def cell_threads(jobs):
+    """The OMP_NUM_THREADS each cell gets: the grid's own where set, else cores / jobs with
+    cells side by side (one full thread pool each would oversubscribe the cores), else None
+    (torch's default). Results depend on it (the game amplifies a change of summation
+    order): every cell's record stores the count its run had."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return os.environ["OMP_NUM_THREADS"]
+    return str(max(1, (os.cpu_count() or 1) // jobs)) if jobs > 1 else None
+
+
+def describe_threads(jobs):
+    threads = cell_threads(jobs)
+    return f"{threads} threads" if threads else f"{torch.get_num_threads()} threads, torch's default"
+
+
 def child_env(jobs):
-    """Cells side by side share the cores: one thread pool each would oversubscribe them."""
-    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
-    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    return env
+    threads = cell_threads(jobs)
+    return dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1", **({"OMP_NUM_THREADS": threads} if threads else {}))
 
 
 def lock_cell(folder):
@@ -267,7 +293,7 @@ class Cells:
 
     def __init__(self, args):
         self.args, self.running, self.stopped_by = args, {}, None
-        self.failed, self.busy, self.skipped = [], [], []
+        self.failed, self.busy, self.skipped, self.unrunnable = [], [], [], []
 
     def start(self, cell):
         lock = lock_cell(cell["folder"])
@@ -285,7 +311,8 @@ class Cells:
                                        stderr=subprocess.STDOUT, env=child_env(self.args.jobs),
                                        start_new_session=True, pass_fds=(lock,))
         self.running[process] = (cell, lock)
-        print(f"started: {cell_name(cell)} (output in {cell['folder']}/output.log)", flush=True)
+        print(f"started: {cell_name(cell)} ({describe_threads(self.args.jobs)}; output in "
+              f"{cell['folder']}/output.log)", flush=True)
 
     def wait_below(self, count):
         """Collect finished cells until fewer than ``count`` run (``jobs``: a free slot; 1: all done)."""
@@ -470,6 +497,8 @@ def summary_note(args, grid, measured, pairs, cells):
     not_run = [f"{len(cells.skipped)} not run (time budget or stop)"] if cells.skipped else []
     not_run += [f"{len(cells.busy)} running in another grid"] if cells.busy else []
     not_run += [f"{len(cells.failed)} failed"] if cells.failed else []
+    not_run += [f"{len(cells.unrunnable)} skipped, their method asks what the teacher cannot give"] \
+        if cells.unrunnable else []
     held = f"; the table holds the {len(pairs)} records in {args.records}" if args.records else ""
     return (f"\n{len(measured)} of {len(grid)} cells measured (epochs {args.epochs} x {args.epoch_itrs} "
             f"outer iterations, batch {args.batch_size}, seeds {' '.join(map(str, args.seeds))})"
@@ -486,20 +515,26 @@ def main(argv=None):
             for method in args.methods:
                 cell = cell_args(args, dataset, method, seed)
                 cells_by_folder.setdefault(cell["folder"], (cell, method))
-    grid = [cell for cell, _ in cells_by_folder.values()]
+    grid, unrunnable = [], []
+    for cell, _ in cells_by_folder.values():
+        reason = refusal(cell["dataset"], cell["method"], tuple(args.extra))
+        if reason:  # its method weighs what this teacher cannot give: skipped, not failed
+            print(f"skipped: {cell_name(cell)} cannot run: {reason}", flush=True)
+        (unrunnable if reason else grid).append(cell)
     todo = [cell for cell in grid if not done(cell, args.records)]
-    teachers = {cell["dataset"]: teacher_of(cell["dataset"]) for cell in todo}
+    teachers = {cell["dataset"]: teacher_of(cell["dataset"], tuple(args.extra)) for cell in todo}
     missing = {d: path for d, path in teachers.items() if not os.path.isfile(path)}
     if args.budget_minutes != 0:
         if missing:
             raise UserError("no teacher for " + ", ".join(f"{d} ({p})" for d, p in missing.items())
                             + ": train it first, e.g. `python train_teacher.py --dataset <dataset> ...` "
-                              "(see the README), or leave the data set out of --datasets.")
+                              "(the README's Experiments), or leave the data set out of --datasets.")
         for cell, method in cells_by_folder.values():
             if cell in todo:
                 check_options(method, cell["dataset"])
 
     cells = run_cells(todo, args)
+    cells.unrunnable = unrunnable
     if args.records:
         export(grid, args.records)
     measured = [cell for cell in grid if done(cell, args.records)]

@@ -13,7 +13,7 @@ import torch
 
 import get_results
 from test_dfad_engine import game_args, networks, tiny_experiment
-from utils.engine import dfad, methods
+from utils.engine import loop, methods
 from utils.reporting import records, table
 from utils.runtime.errors import UserError
 
@@ -116,10 +116,31 @@ def test_a_marked_table_equals_its_records_and_an_edited_number_fails(tmp_path, 
         get_results.main(["--fill_tables", str(tmp_path / "results" / "records" / "tiny" / "digits-dfad-seed1.json")])
 
 
-def test_the_readme_tables_equal_their_committed_records():
-    """Every table of README.md between <!-- table: <folder> --> and <!-- /table --> is what
-    `python get_results.py --fill_tables README.md` writes from the records in <folder>."""
-    assert table.check_marked_tables((ROOT / "README.md").read_text(), ROOT, methods) == []
+@pytest.mark.parametrize("name", ["docs/results.md", "docs/speed.md"])  # tables from committed records
+def test_the_docs_tables_equal_their_committed_records(name):
+    """Every table of the file between <!-- table: <folder> --> and <!-- /table --> is what
+    `python get_results.py --fill_tables <file>` writes from the records in <folder>."""
+    path = ROOT / name
+    assert table.marked_tables(path.read_text())
+    assert table.check_marked_tables(path.read_text(), path.parent, methods) == []
+
+
+def test_the_readme_summary_cites_its_records():
+    """Each row of the README's results summary: its figures are those the row's records
+    folder gives for that method (best on test, last, label-free), and its run count."""
+    readme = (ROOT / "README.md").read_text()
+    summary = readme[readme.index("## Results"):readme.index("## Regenerating a record")]
+    cited = [[c.strip() for c in line.split("|")[1:-1]] for line in summary.splitlines()
+             if line.startswith("| ") and "`results/records/" in line]
+    assert len(cited) == 4
+    for _, method, runs, best, last, labelfree, folder in cited:
+        generated = rows(table.records_in(str(ROOT / folder.strip("`"))))
+        [row] = [v for (_, m), v in generated.items() if m == method]
+        assert row[0] == runs and row[2:5] == [best, last, labelfree], (folder, method)
+
+
+def test_the_readme_reads_in_ten_minutes():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
 
 
 def test_code_version_names_the_commit_and_changes_outside_results(tmp_path):
@@ -145,7 +166,7 @@ def test_a_run_record_names_its_commit_and_teacher_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator = networks()
     torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
-    dfad.run(game_args("--epochs", "1", "--epoch_itrs", "1", "--ckpt", str(tmp_path / "teacher.pt")),
+    loop.run(game_args("--epochs", "1", "--epoch_itrs", "1", "--ckpt", str(tmp_path / "teacher.pt")),
              tiny_experiment(teacher, student, generator), torch.device("cpu"))
     saved = json.loads((tmp_path / "log" / "DFAD-unit.json").read_text())[-1]
     assert saved["teacher_sha256"] == hashlib.sha256((tmp_path / "teacher.pt").read_bytes()).hexdigest()

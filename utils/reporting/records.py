@@ -5,7 +5,10 @@ import io
 import json
 import locale
 import os
+import platform
+import re
 import subprocess
+import sys
 
 from ..runtime import atomic
 from ..runtime.errors import UserError
@@ -56,9 +59,70 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def provenance(teacher_path):
-    """What a run record needs to be traced: the code's commit and the teacher's hash."""
-    return {**code_version(), "teacher_sha256": file_sha256(teacher_path)}
+def provenance(args, device, teacher_path=None):
+    """What a run record needs to be traced and regenerated: the code's commit, the
+    teacher's hash (DFAD runs), the data read and the environment (:func:`environment`)."""
+    import dataloader
+    read = [args.dataset]
+    if getattr(args, "method", None) == "kd":
+        read.append(args.transfer_set or args.dataset)
+    found = {**code_version(), "data": [dataloader.data_record(name, args.data_root) for name in read],
+             "device": device_name(device), "environment": environment(args.deterministic, script_command())}
+    if teacher_path is not None:
+        found["teacher_sha256"] = file_sha256(teacher_path)
+    return found
+
+
+OUTSIDE = "<outside the project>"  # stands for a folder of the machine that ran, in records
+
+
+def portable(value):
+    """``value`` with every absolute path made relative to the project, or, outside it,
+    replaced by OUTSIDE/<its last part>-<hash> (:func:`path_tag`): a record names no folder
+    of the machine that ran.
+    Lists and dicts are walked; anything else is returned as it is."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    inside = os.path.relpath(value, PROJECT)
+    if not inside.startswith(os.pardir):
+        return inside
+    return f"{OUTSIDE}/{path_tag(value)}"
+
+
+def path_tag(path):
+    """A path's base name and a short hash of the whole path: a name with no slash that
+    tells folders of the same name apart."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path))) or "root"
+    return f"{base}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+def environment(deterministic, command=None):
+    """What a run's numbers depend on beyond its arguments and device (``device_name``): the
+    threads (the min-max game amplifies a change of summation order), the interpreter and
+    libraries, and the command line as given (``command``: argv, script first; None when
+    called as a function)."""
+    import torch
+    import torchvision
+    return {
+        "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+        "command": portable(list(command)) if command else None, "cwd": portable(os.getcwd()),
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "deterministic": bool(deterministic),
+    }
+
+
+def script_command():
+    """argv of this process when it runs one of the project's scripts (``python DFAD_mnist.py
+    ...``), else None (a function called by a test or a notebook)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or os.path.dirname(os.path.abspath(path)) != PROJECT:
+        return None
+    return list(sys.argv)
 
 
 def format_seconds(seconds):

@@ -50,9 +50,11 @@ CLOSE_MARKER = "<!-- /table -->"
 
 def dataset_of(record, path):
     """From the record, else from its file's name: DFAD-<dataset>[-<method>].json for a log,
-    <dataset>-<cell>.json for a committed record (data set names hold no dash)."""
+    <dataset>-<cell>.json for a committed record (data set names hold no dash). A pair of
+    networks other than the script's reference pair follows it: cifar100 (wrn40_2-wrn16_1)."""
     name = os.path.basename(path)[:-len(".json")]
-    return record.get("args", {}).get("dataset") or name.removeprefix("DFAD-").partition("-")[0]
+    dataset = record.get("args", {}).get("dataset") or name.removeprefix("DFAD-").partition("-")[0]
+    return f"{dataset} ({record['pair']})" if record.get("pair") else dataset
 
 
 def records_in(log_dir):
