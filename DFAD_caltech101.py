@@ -6,11 +6,11 @@
 import torchvision
 
 import network
-from dataloader import experiment_data
-from utils.engine import dfad, options
+from dataloader import experiment_data, num_classes
+from utils.engine import loop, options
 from utils.runtime import checkpoint, cli
 
-NUM_CLASSES = 101
+NUM_CLASSES = num_classes("caltech101")
 
 
 def get_args_parser():
@@ -34,8 +34,8 @@ def main(argv=None):
         teacher, args.ckpt, "teacher checkpoint", context="--dataset caltech101",
         hint="Train it first: python train_teacher.py --dataset caltech101 --batch_size 128 "
              "--num_classes 101 --step_size 50 --epochs 150 --model resnet34 --scheduler")
-    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
-    return dfad.run(args, experiment, device)
+    experiment = loop.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
+    return loop.run(args, experiment, device)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
     python DFAD_camvid_deeplab.py --ckpt checkpoint/teacher/camvid-deeplabv3_resnet50.pt \\
         --data_root ./data/CamVid --scheduler
 """
+import dataloader
 import deeplab_experiment
 from utils.runtime import cli
 
-CAMVID = deeplab_experiment.DataSet("camvid", num_classes=11, test_batch_size=16, data_root="data/CamVid",
+CAMVID = deeplab_experiment.DataSet("camvid", num_classes=dataloader.num_classes("camvid"), test_batch_size=16, data_root="data/CamVid",
                                     teacher_lr=0.1)
 
 

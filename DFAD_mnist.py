@@ -7,7 +7,7 @@ The real test set is used only to evaluate the student after every epoch (and, w
 """
 import network
 from dataloader import experiment_data
-from utils.engine import dfad, options
+from utils.engine import loop, options
 from utils.runtime import checkpoint, cli
 
 
@@ -29,8 +29,8 @@ def main(argv=None):
     teacher, student, generator = networks(args)
     checkpoint.load_weights(teacher, args.ckpt, "teacher checkpoint",
                             hint=f"Train it first: python train_teacher.py --dataset {args.dataset} --model lenet5")
-    experiment = dfad.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
-    return dfad.run(args, experiment, device)
+    experiment = loop.Experiment(args.dataset, args.model, teacher, student, generator, **experiment_data(args))
+    return loop.run(args, experiment, device)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@
 The reference NYUv2 script used weight decay 5e-5 and a x0.3 learning-rate decay; both
 segmentation scripts here use 5e-4 and x0.1, the settings given for the experiment.
 """
+import dataloader
 import deeplab_experiment
 from utils.runtime import cli
 
-NYUV2 = deeplab_experiment.DataSet("nyuv2", num_classes=13, test_batch_size=9, data_root="data/NYUv2",
+NYUV2 = deeplab_experiment.DataSet("nyuv2", num_classes=dataloader.num_classes("nyuv2"), test_batch_size=9, data_root="data/NYUv2",
                                    teacher_lr=0.05)
 
 

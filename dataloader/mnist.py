@@ -123,5 +123,25 @@ class Digits(Dataset):
         return self.data[i], self.targets[i]
 
 
+def mnist_contents(data_root):
+    """SHA-256 of each of MNIST's four files as the loader reads them (extracted, else .gz)."""
+    from utils.reporting.records import file_sha256
+    raw = os.path.join(data_root, "MNIST", "raw")
+    found = {}
+    for name in MNIST_FILES:
+        read = name.removesuffix(".gz") if os.path.isfile(os.path.join(raw, name.removesuffix(".gz"))) else name
+        found[read] = file_sha256(os.path.join(raw, read))
+    return found
+
+
+def digits_contents(data_root=None):
+    """SHA-256 of scikit-learn's digits arrays (images, then targets) as the loader reads them."""
+    import hashlib
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    return {"sklearn.datasets.load_digits": hashlib.sha256(
+        np.ascontiguousarray(digits.images).tobytes() + np.ascontiguousarray(digits.target).tobytes()).hexdigest()}
+
+
 def digits(data_root=None, download=False, train=True):
     return Digits(train=train)

@@ -18,10 +18,11 @@ import torch
 
 from utils.runtime.errors import UserError
 
+from . import num_classes
 from . import seg_transforms
 from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
 
-NUM_CLASSES = 13
+NUM_CLASSES = num_classes("nyuv2")
 LAYOUT = ("480_640/IMAGE/<k>.png (images numbered from 0), nyuv2-meta-data/splits.mat "
           "(trainNdxs, testNdxs) and nyuv2-meta-data/{train,test}_labels_13/"
           "new_nyu_class13_<%04d>.png")

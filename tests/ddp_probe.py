@@ -11,7 +11,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils.engine import dfad, supervised  # noqa: E402
+from utils.engine import loop, supervised  # noqa: E402
 from utils.runtime import cli, distributed  # noqa: E402
 
 out_dir, script, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -22,7 +22,7 @@ def save_weights(name, *models):
     torch.save([{k: v for k, v in m.named_parameters()} for m in models], path)
 
 
-original_run, original_fit = dfad.run, supervised.fit
+original_run, original_fit = loop.run, supervised.fit
 
 
 def run(args, exp, device):
@@ -37,5 +37,5 @@ def fit(args, model, *rest, **kwargs):
     return result
 
 
-dfad.run, supervised.fit = run, fit
+loop.run, supervised.fit = run, fit
 cli.main_guard(lambda: importlib.import_module(script).main(argv))

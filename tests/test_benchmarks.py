@@ -174,6 +174,7 @@ def test_device_check_runs_every_step_at_toy_sizes(tmp_path):
     assert "| mnist | 4 | bf16 |" in md and "500 epochs" in md
 
 
+@pytest.mark.slow
 def test_cifar_epoch_times_epochs_on_generated_cifar(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cifar_epoch.py"), str(tmp_path / "work"),

@@ -51,6 +51,24 @@ def test_cifar_reads_generated_set(tmp_path, monkeypatch, no_network, build, cls
         assert torch.equal(pixels.round().to(torch.uint8), torch.from_numpy(written["test"][0][i]))
 
 
+def test_cifar100_is_normalised_as_the_teacher_was_trained(tmp_path, monkeypatch, no_network):
+    """The reference's networks read CIFAR-100 with CIFAR-10's statistics, CMI's with its own."""
+    import DFAD_cifar
+    import dataloader
+    from network import cifar_zoo
+    written, checksums = write_cifar(tmp_path, datasets.CIFAR100)
+    accept_generated_cifar(monkeypatch, datasets.CIFAR100, checksums)
+    pixels = torch.from_numpy(written["test"][0][0]).float() / 255
+    for teacher, (mean, std) in (("resnet34_8x", (cifar.MEAN, cifar.STD)),
+                                 ("wrn40_2", (cifar.CIFAR100_MEAN, cifar.CIFAR100_STD))):
+        args = DFAD_cifar.get_args_parser().parse_args(["--dataset", "cifar100", "--teacher", teacher,
+                                                        "--data_root", str(tmp_path), "--num_workers", "0"])
+        data = dataloader.experiment_data(args, cifar_zoo.NORMALIZATION[args.teacher])
+        expected = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+        torch.testing.assert_close(data["test_loader"].dataset[0][0], expected)
+        assert (data["mean"], data["std"]) == (mean, std)
+
+
 @pytest.mark.parametrize("build, cls, num_classes", CIFARS)
 def test_cifar_rejects_files_that_fail_md5(tmp_path, no_network, build, cls, num_classes):
     write_cifar(tmp_path, cls)  # right format, but not the official files' MD5s

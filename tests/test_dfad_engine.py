@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import DFAD_mnist
 import network
-from utils.engine import dfad, game
+from utils.engine import game, loop
 from utils.engine.methods import DFAD
 from utils.engine.methods.dfad import generator_step, student_step
 from utils.metrics.classification import evaluate_classifier
@@ -95,7 +95,7 @@ def test_segmentation_loss_is_negative_log_of_l1_plus_one():
 def tiny_experiment(teacher, student, generator):
     images = torch.randn(20, 1, 32, 32)
     loader = DataLoader(TensorDataset(images, torch.randint(0, 10, (20,))), batch_size=8)
-    return dfad.Experiment(
+    return loop.Experiment(
         dataset="unit", student_name="tiny", teacher=teacher, student=student, generator=generator,
         test_loader=loader, evaluate=evaluate_classifier, metric_name="Acc")
 
@@ -110,7 +110,7 @@ def test_teacher_is_bit_identical_after_training(tmp_path, monkeypatch):
     teacher, student, generator = networks()
     teacher_before = state(teacher)
     exp = tiny_experiment(teacher, student, generator)
-    dfad.run(game_args(), exp, torch.device("cpu"))
+    loop.run(game_args(), exp, torch.device("cpu"))
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), k
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -120,7 +120,7 @@ def test_run_saves_best_players_and_one_csv_row_per_run(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
         exp = tiny_experiment(*networks())
-        best = dfad.run(game_args(), exp, torch.device("cpu"))
+        best = loop.run(game_args(), exp, torch.device("cpu"))
     rows = (tmp_path / "log" / "DFAD-unit.csv").read_text().splitlines()
     assert len(rows) == 2 and all(len(r.split(",")) == 2 for r in rows)
     assert max(float(v) for v in rows[-1].split(",")) == pytest.approx(best)
@@ -135,7 +135,7 @@ def test_same_seed_gives_the_same_game(tmp_path, monkeypatch):
     for _ in range(2):
         teacher, student, generator = networks(seed=3)
         torch.manual_seed(7)
-        dfad.run(game_args("--epochs", "1"), tiny_experiment(teacher, student, generator), torch.device("cpu"))
+        loop.run(game_args("--epochs", "1"), tiny_experiment(teacher, student, generator), torch.device("cpu"))
         results.append(state(student))
     for k in results[0]:
         assert torch.equal(results[0][k], results[1][k]), k

@@ -4,7 +4,6 @@ Each case runs a script's ``main`` in-process under ``cli.main_guard`` (what ``p
 script.py`` runs), so the exit status and the printed message are the user's.
 """
 import io
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import DFAD_mnist
 import network
@@ -115,14 +113,22 @@ def last_of_another_network(state):
     state["student"] = network.lenet.LeNet5().state_dict()
 
 
-LAST_FILES = {
-    "key missing": (last_without("optimizer_S"), "'optimizer_S' is missing"),
-    "wrong type": (last_with("history", "0.5,0.6"), "'history' is a str"),
-    "not a number": (last_with("epoch", -3), "'epoch' is -3"),
-    "another network": (last_of_another_network, "does not fit this run"),
+def progress_with(key, value):
+    def damage(state):
+        state["progress"][key] = value
+    return damage
+
+
+EARLIER = "Finish that run with the commit that started it, or start afresh with --restart"
+LAST_FILES = {  # damage, what the message names, what it advises
+    "key missing": (last_without("optimizer_S"), "'optimizer_S' is missing", "without --resume"),
+    "wrong type": (progress_with("history", "0.5,0.6"), "'progress.history' is a str", "without --resume"),
+    "not a number": (progress_with("epoch", -3), "'progress.epoch' is -3", "without --resume"),
+    "another network": (last_of_another_network, "does not fit this run", "without --resume"),
     "optimizer of another shape": (last_with("optimizer_S", {"state": {}, "param_groups": []}),
-                                   "does not fit this run"),
-    "another version": (lambda state: state.clear() or state.update(args={}, model={}), "is missing"),
+                                   "does not fit this run", "without --resume"),
+    "another version": (lambda state: state.clear() or state.update(args={}, model={}),
+                        "an earlier version of this program wrote it", EARLIER),
 }
 
 
@@ -137,13 +143,13 @@ def test_malformed_teacher_file_is_named_before_anything_runs(workdir, capsys, c
 
 @pytest.mark.parametrize("case", LAST_FILES)
 def test_malformed_last_checkpoint_is_named_before_training(finished_run, capsys, case):
-    damage, phrase = LAST_FILES[case]
+    damage, phrase, advice = LAST_FILES[case]
     state = torch.load(LAST, weights_only=True)
     damage(state)
     torch.save(state, LAST)
     before = {p: open(p, "rb").read() for p in written_outputs()}
     result = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:] + ["--resume"], capsys)
-    assert_refused(result, LAST, phrase, "without --resume")
+    assert_refused(result, LAST, phrase, advice)
     assert {p: open(p, "rb").read() for p in written_outputs()} == before
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from test_dfad_engine import game_args, networks, tiny_experiment
 from test_student_ema import straight_and_stopped
-from utils.engine import dfad
+from utils.engine import loop
 from utils.engine.labelfree import Candidates
 
 CPU = torch.device("cpu")
@@ -87,12 +87,12 @@ def record(folder):
 def test_a_run_chooses_on_the_last_pool_and_records_both_rules(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     teacher, student, generator = networks()
-    dfad.run(game_args("--epochs", "3", "--labelfree_candidates", "2"), tiny_experiment(teacher, student, generator), CPU)
+    loop.run(game_args("--epochs", "3", "--labelfree_candidates", "2"), tiny_experiment(teacher, student, generator), CPU)
     r = record(tmp_path)
     last = load(LAST)
-    assert [c["epoch"] for c in r["labelfree_candidates"]] == last["labelfree_candidates"] == [2, 3]
+    assert [c["epoch"] for c in r["labelfree_candidates"]] == last["candidates"]["epochs"] == [2, 3]
     assert sorted(os.listdir(CANDIDATES)) == ["epoch0002.pt", "epoch0003.pt"]
-    pool = torch.cat(last["pool"])  # every epoch's fixed-noise samples: 3 x 64 images
+    pool = torch.cat(last["monitor"]["pool"])  # every epoch's fixed-noise samples: 3 x 64 images
     assert r["labelfree_pool_images"] == len(pool) == 192
     model = copy.deepcopy(student).eval()
     with torch.no_grad():
@@ -109,9 +109,10 @@ def test_a_run_chooses_on_the_last_pool_and_records_both_rules(tmp_path, monkeyp
     assert by_agreement["test"] == r["history"][by_agreement["epoch"] - 1] and 0 <= by_agreement["agreement"] <= 1
 
 
+@pytest.mark.slow
 def test_a_run_stopped_and_resumed_chooses_the_same(tmp_path, monkeypatch):
     def two_candidates_kept():
-        assert load(LAST)["labelfree_candidates"] == [1, 2]
+        assert load(LAST)["candidates"]["epochs"] == [1, 2]
 
     def choice(folder):
         return {k: v for k, v in record(folder).items() if k.startswith("labelfree")}, load(LABELFREE)

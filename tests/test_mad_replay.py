@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from test_dfad_engine import game_args, networks, params, players, state, tiny_experiment
-from utils.engine import dfad, replay
+from utils.engine import game, loop, replay
 from utils.engine.methods import MAD
 from utils.engine.methods.mad import two_part_loss
 from utils.runtime.errors import UserError
@@ -72,8 +72,8 @@ def test_a_mad_round_learns_on_both_batches_then_moves_the_generator():
 def test_the_two_parts_of_the_loss_and_their_weight():
     s, t = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])
     # G's part: the first two rows, mean |diff| 1.5; G~'s: the last row, 4
-    assert two_part_loss(2, 0.5)(s, t).item() == pytest.approx(1.5 + 0.5 * 4)
-    assert two_part_loss(2, 0.0)(s, t).item() == pytest.approx(1.5)
+    assert two_part_loss(2, 0.5, game.discrepancy)(s, t).item() == pytest.approx(1.5 + 0.5 * 4)
+    assert two_part_loss(2, 0.0, game.discrepancy)(s, t).item() == pytest.approx(1.5)
 
 
 def batch(value, n=4):
@@ -127,7 +127,7 @@ def run_game(tmp_path, *flags, scrambled=False):
                 q.add_(1)
     torch.manual_seed(7)
     exp = tiny_experiment(teacher, student, generator)
-    dfad.run(game_args(*flags), exp, CPU)
+    loop.run(game_args(*flags), exp, CPU)
     return state(student), state(generator)
 
 
@@ -135,6 +135,7 @@ def same_states(a, b):
     return all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
 
 
+@pytest.mark.slow
 def test_replay_changes_nothing_until_its_first_entry_then_plays(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     off = run_game(tmp_path, "--epochs", "1", "--restart")
@@ -150,6 +151,7 @@ RESUMED_GAME = ("--method", "mad", "--replay", "--replay_every", "1", "--epochs"
 LAST = os.path.join("checkpoint", "student", "unit-tiny-mad-last.pt")
 
 
+@pytest.mark.slow
 def test_resume_restores_the_moving_average_and_the_memory_exactly(tmp_path, monkeypatch):
     (tmp_path / "straight").mkdir()
     monkeypatch.chdir(tmp_path / "straight")
@@ -169,30 +171,27 @@ def test_resume_restores_the_moving_average_and_the_memory_exactly(tmp_path, mon
     with pytest.raises(Interrupted):
         run_game(tmp_path, *RESUMED_GAME)
     saved = torch.load(LAST, weights_only=True)
-    assert (saved["epoch"], saved["iteration"], len(saved["replay"][0]["entries"])) == (1, 2, 1)
+    assert (saved["progress"]["epoch"], saved["progress"]["iteration"], len(saved["replay"][0]["entries"])) == (1, 2, 1)
     monkeypatch.setattr(MAD, "play_round", play_round)
     run_game(tmp_path, *RESUMED_GAME, "--resume", scrambled=True)
     resumed = torch.load(LAST, weights_only=True)
 
     for key in ("student", "generator"):
         assert all(torch.equal(v, straight[key][k]) for k, v in resumed[key].items()), key
-    ema = resumed["method_state"]["ema_generator"]
-    assert all(torch.equal(v, straight["method_state"]["ema_generator"][k]) for k, v in ema.items())
+    ema = resumed["method"]["ema_generator"]
+    assert all(torch.equal(v, straight["method"]["ema_generator"][k]) for k, v in ema.items())
     memory, straight_memory = resumed["replay"][0], straight["replay"][0]  # one process: rank 0's
     assert len(memory["entries"]) == 3 and memory["steps"] == straight_memory["steps"] == 3 * 3 * 5
     assert all(torch.equal(a, b) for a, b in zip(memory["entries"], straight_memory["entries"]))
     assert torch.equal(memory["rng"], straight_memory["rng"])
-    assert resumed["history"] == straight["history"]
+    assert resumed["progress"]["history"] == straight["progress"]["history"]
 
 
-def test_a_checkpoint_from_before_these_keys_still_resumes(tmp_path, monkeypatch):
+def test_a_run_without_these_parts_saves_them_as_none_and_resumes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_game(tmp_path, "--epochs", "1")
     last = torch.load(os.path.join("checkpoint", "student", "unit-tiny-last.pt"), weights_only=True)
-    assert last["method_state"] is None and last["replay"] is None
-    for key in ("method_state", "replay"):
-        del last[key]
-    del last["args"]["replay"]
-    torch.save(last, os.path.join("checkpoint", "student", "unit-tiny-last.pt"))
+    assert last["method"] is None and last["replay"] is None  # dfad has no state of its own; no --replay
     run_game(tmp_path, "--epochs", "2", "--resume")
-    assert torch.load(os.path.join("checkpoint", "student", "unit-tiny-last.pt"), weights_only=True)["epoch"] == 2
+    resumed = torch.load(os.path.join("checkpoint", "student", "unit-tiny-last.pt"), weights_only=True)
+    assert resumed["progress"]["epoch"] == 2

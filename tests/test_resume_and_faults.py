@@ -82,6 +82,7 @@ def uninterrupted(tmp_path_factory, teacher_file):
     return final_state(cwd)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(workdir, uninterrupted):
     proc = start_dfad(workdir)
     wait_for_line(proc, "progress: epoch 2/3  round 3/16")
@@ -94,6 +95,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(workdir, uninte
     assert_same_run(final_state(workdir), uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(workdir, uninterrupted):
     proc = start_dfad(workdir)
     wait_for_line(proc, "progress: epoch 2/3  round 3/16")
@@ -102,7 +104,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(workdir, uninterrupted):
     assert proc.returncode == 128 + signal.SIGTERM
     assert "--resume" in err and "Traceback" not in err
     saved = torch.load(workdir / LAST, weights_only=True)
-    assert saved["epoch"] == 1 and 3 <= saved["iteration"] < 16
+    assert saved["progress"]["epoch"] == 1 and 3 <= saved["progress"]["iteration"] < 16
     resumed = run_script("DFAD_mnist.py", *GAME, "--resume", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(final_state(workdir), uninterrupted)
@@ -178,6 +180,7 @@ def test_checkpoints_are_written_atomically(workdir, monkeypatch):
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".tmp")] == []
 
 
+@pytest.mark.slow
 def test_visdom_server_killed_mid_run(workdir, visdom_server_proc):
     port, server = visdom_server_proc
     proc = start_dfad(workdir, "--visdom_port", str(port), game=PLOTTED_GAME)
@@ -188,6 +191,7 @@ def test_visdom_server_killed_mid_run(workdir, visdom_server_proc):
     assert err.count("cannot reach the visdom server") <= 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_visdom_server_hung_mid_run(workdir, visdom_server_proc):
     port, server = visdom_server_proc
     proc = start_dfad(workdir, "--visdom_port", str(port), game=PLOTTED_GAME)

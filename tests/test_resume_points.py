@@ -59,11 +59,12 @@ def stop_at(proc, prefix):
 
 def saved(path):
     state = torch.load(path, weights_only=True)
-    return state["epoch"], state["args"]["epochs"]
+    return state["progress"]["epoch"], state["args"]["epochs"]
 
 
 # --- item 3: a new run never replaces the resume point of an unfinished one ---------------
 
+@pytest.mark.slow
 def test_new_run_refuses_to_replace_an_unfinished_run_and_restart_discards_it(workdir):
     out = stop_at(start([sys.executable, str(ROOT / "DFAD_mnist.py"), *STOPPABLE], workdir), "Epoch 1/3")
     assert "Resume with the same command plus --resume" in out
@@ -166,6 +167,7 @@ def run_mnist(cwd, *flags):
                  env=PIPELINE_ENV)
 
 
+@pytest.mark.slow
 def test_run_mnist_resume_goes_on_with_the_stage_that_was_stopped(tmp_path):
     cwd = pipeline_folder(tmp_path)
     teacher_last = cwd / TEACHER_LAST

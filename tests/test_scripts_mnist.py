@@ -67,7 +67,7 @@ def test_replay_with_every_method_that_has_a_generator_and_mad(digits_teacher):
         assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 1, 32, 32)] * 2  # 1/8 of a batch of 8
         assert last["args"]["replay"] == 10
     ema = network.gan.GeneratorA(nz=100, nc=1, img_size=32)
-    ema.load_state_dict(last["method_state"]["ema_generator"], strict=True)  # mad's moving average
+    ema.load_state_dict(last["method"]["ema_generator"], strict=True)  # mad's moving average
     with pytest.raises(UserError, match="--method kd has no generator"):
         DFAD_mnist.main(TINY_DFAD + ["--method", "kd", "--replay"])
 

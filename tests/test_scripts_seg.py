@@ -25,7 +25,7 @@ from network.gan import GeneratorB
 from network.segmentation import deeplabv3_mobilenet, deeplabv3_resnet50
 from test_student_ema import assert_reports_the_average
 from test_visdom_plots import line_points, window
-from utils.engine import dfad
+from utils.engine import loop
 from utils.metrics.segmentation import evaluate_segmentation
 from utils.runtime.errors import UserError
 
@@ -155,11 +155,11 @@ def test_reference_teacher_and_warm_start(in_tmp_dir, monkeypatch):
         pass
     seen = {}
 
-    def record(args, exp, device):
+    def record(args, exp, device, generator_objective):
         seen["exp"] = exp
         raise Started
     with monkeypatch.context() as m, pytest.raises(Started):
-        m.setattr(dfad, "build_players", record)
+        m.setattr(loop, "build_players", record)
         DFAD_camvid_deeplab.main(args)
     exp = seen["exp"]
     for model, expected in ((exp.teacher, teacher), (exp.student, student.state_dict()),
@@ -180,7 +180,7 @@ def test_warm_start_without_generator_file(tmp_path, capsys):
     torch.save(student.state_dict(), tmp_path / "s.pt")
     before = {k: v.clone() for k, v in generator.state_dict().items()}
     exp = SimpleNamespace(student=deeplabv3_mobilenet(11, pretrained_backbone=False), generator=generator)
-    dfad.warm_start(exp, str(tmp_path / "s.pt"))
+    loop.warm_start(exp, str(tmp_path / "s.pt"))
     assert "s-generator.pt: the generator starts afresh" in capsys.readouterr().out
     assert all(torch.equal(v, before[k]) for k, v in generator.state_dict().items())
 
@@ -270,4 +270,4 @@ def test_mad_with_replay_end_to_end(dataset, epochs, in_tmp_dir):
                      "--method", "mad", "--replay", "--replay_every", "1", "--epochs", epochs))
     last = load(f"checkpoint/student/{dataset}-deeplabv3_mobilenet-mad-last.pt")
     assert [e.shape for e in last["replay"][0]["entries"]] == [(1, 3, GENERATED, GENERATED)] * epochs  # 1/8 of 2 images: 1
-    GeneratorB(nz=256, nc=3, img_size=GENERATED).load_state_dict(last["method_state"]["ema_generator"], strict=True)
+    GeneratorB(nz=256, nc=3, img_size=GENERATED).load_state_dict(last["method"]["ema_generator"], strict=True)

@@ -9,7 +9,7 @@ import torch
 import DFAD_mnist
 import network
 from conftest import ROOT
-from utils.engine import dfad, game
+from utils.engine import game, loop
 from utils.engine.methods.dfad import generator_step, student_step
 from utils.runtime import cli, speed
 from utils.runtime.speed import EXPERIMENTS
@@ -41,7 +41,7 @@ def one_round(option):
     layout = {None: [], True: ["--channels_last"], False: ["--no_channels_last"]}[channels_last]
     flags = ["--lr_S", "0.1", "--weight_decay", "0"] + layout + ["--compile"] * compile_ + ["--amp", amp] * bool(amp)
     args = DFAD_mnist.get_args_parser().parse_args(flags)
-    p, _ = dfad.build_players(args, experiment(teacher, student, generator), torch.device("cpu"))
+    p, _ = loop.build_players(args, experiment(teacher, student, generator), torch.device("cpu"))
     z = torch.randn(16, 100, 1, 1, generator=torch.Generator().manual_seed(1))
     loss_S = student_step(p, p.generate(z))
     loss_G = generator_step(p, z)
@@ -68,7 +68,7 @@ def test_option_matches_plain_fp32(option, plain):
 
 def test_fp16_uses_one_grad_scaler_per_optimizer():
     args = DFAD_mnist.get_args_parser().parse_args(["--amp", "fp16"])
-    p, _ = dfad.build_players(args, experiment(*players()), torch.device("cpu"))
+    p, _ = loop.build_players(args, experiment(*players()), torch.device("cpu"))
     z = torch.randn(4, 100, 1, 1)
     student_step(p, p.generate(z))
     generator_step(p, z)
@@ -92,9 +92,8 @@ def test_mnist_on_a_gpu_does_not_default_to_the_layout_measured_slower():
     assert speed.channels_last_default("mps", "mnist").value is False  # nobody measured it: PyTorch's NCHW
 
 
-def test_every_figure_the_table_rests_on_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
-    speed_section = readme[readme.index("## Speed"):]
+def test_every_figure_the_table_rests_on_is_in_the_speed_doc():
+    speed_section = (ROOT / "docs" / "speed.md").read_text()
     for (device, experiment), default in speed.CHANNELS_LAST.items():
         assert experiment in speed.EXPERIMENTS
         for low, high in re.findall(r"(\d\.\d\d)(?:-(\d\.\d\d))?x", default.evidence):

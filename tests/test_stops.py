@@ -9,18 +9,21 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 import DFAD_mnist
 import network
 from conftest import ROOT, free_port
 from test_hostile_inputs import GAME, LAST, run_main
-from utils.engine import dfad
+from utils.engine import loop
 
 LONG_GAME = ["--epochs", "3", "--epoch_itrs", "16", "--batch_size", "8", "--no_visdom"]
 INTO_EPOCH_2 = "progress: epoch 2/3  round 3/16"  # a line per round: a known point to stop at
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
            DFAD_PROGRESS_INTERVAL_S="0")
+
+pytestmark = pytest.mark.slow  # subprocesses under signals and torchrun: the slow tier
 
 
 def start(cmd, cwd):
@@ -58,7 +61,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_
     assert proc.returncode == 143, err
     assert "Resume with the same command plus --resume" in err and "Traceback" not in err
     saved = torch.load(tmp_path / "checkpoint" / "student" / "mnist-lenet5_half-last.pt", weights_only=True)
-    assert saved["epoch"] == 1 and 3 <= saved["iteration"] < 16
+    assert saved["progress"]["epoch"] == 1 and 3 <= saved["progress"]["iteration"] < 16
     assert temporaries(tmp_path / "checkpoint" / "student") == [] and not (tmp_path / "log" / "DFAD-mnist.csv").exists()
 
     resumed = start(cmd + ["--resume"], tmp_path)
@@ -71,7 +74,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_
 def test_sigterm_during_evaluation_keeps_the_evaluated_epoch(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     random_teacher(tmp_path, "digits-lenet5.pt")
-    calls, run = [], dfad.run
+    calls, run = [], loop.run
 
     def run_with_a_stop_in_the_evaluation(args, exp, device):
         evaluate = exp.evaluate
@@ -83,12 +86,12 @@ def test_sigterm_during_evaluation_keeps_the_evaluated_epoch(tmp_path, monkeypat
             return evaluate(*a)
         exp.evaluate = evaluate_then_stop
         return run(args, exp, device)
-    monkeypatch.setattr(dfad, "run", run_with_a_stop_in_the_evaluation)
+    monkeypatch.setattr(loop, "run", run_with_a_stop_in_the_evaluation)
     code, out, err = run_main(DFAD_mnist.main, GAME[:2] + ["--epochs", "2"] + GAME[4:], capsys)
     assert code == 143 and "Stopped after epoch 1" in err and "Traceback" not in err
     assert "Epoch 1/2" in out and "Epoch 2/2" not in out
     saved = torch.load(LAST, weights_only=True)
-    assert (saved["epoch"], saved["iteration"], len(saved["history"])) == (1, 0, 1)
+    assert (saved["progress"]["epoch"], saved["progress"]["iteration"], len(saved["progress"]["history"])) == (1, 0, 1)
 
 
 def torchrun_cmd(*args):
@@ -108,7 +111,7 @@ def test_sigterm_to_the_torchrun_agent_saves_in_the_workers_and_resumes(tmp_path
     # status 1 and its traceback, after its workers have exited (README, "When things go wrong").
     assert proc.returncode == 1 and "SignalException" in err
     saved = torch.load(tmp_path / LAST, weights_only=True)
-    assert saved["epoch"] == 1 and 3 <= saved["iteration"] < 16 and saved["world_size"] == 2
+    assert saved["progress"]["epoch"] == 1 and 3 <= saved["progress"]["iteration"] < 16 and saved["world_size"] == 2
 
     resumed = start(torchrun_cmd("--resume"), tmp_path)
     out, err = resumed.communicate(timeout=300)
@@ -117,6 +120,7 @@ def test_sigterm_to_the_torchrun_agent_saves_in_the_workers_and_resumes(tmp_path
 
 
 LONG_STEP = """
+import pytest
 import torch
 from utils.runtime.signals import GracefulStop
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import torch
 import network
 from test_dfad_engine import game_args, networks, players, state, tiny_experiment
 from test_methods import TransferSet
-from utils.engine import dfad, divergence
+from utils.engine import divergence, loop
 from utils.engine.ema import StudentEMA
 from utils.engine.methods.dfad import student_step
 from utils.runtime.errors import UserError
@@ -70,10 +70,10 @@ def test_the_average_is_evaluated_and_saved_while_the_game_stays_the_same(tmp_pa
         evaluated = []
         evaluate = exp.evaluate
         exp.evaluate = lambda model, loader, device: (evaluated.append(state(model)), evaluate(model, loader, device))[1]
-        dfad.run(game_args("--epochs", "1", *flags), exp, CPU)
+        loop.run(game_args("--epochs", "1", *flags), exp, CPU)
         runs[i] = torch.load(LAST, weights_only=True), (folder / BEST).read_bytes(), evaluated
     (plain, plain_best, _), (off, off_best, _), (on, on_best, evaluated) = runs.values()
-    assert off_best == plain_best and "student_ema" not in off  # 0 is off: the same files
+    assert off_best == plain_best and off["student_ema"] is None  # 0 is off: the same files
     for key in ("student", "generator"):  # the average changes nothing of the game
         assert all(torch.equal(v, plain[key][k]) for k, v in on[key].items()), key
     average = on["student_ema"]["model"]
@@ -110,17 +110,17 @@ def straight_and_stopped(tmp_path, monkeypatch, game, stop_at, check_stopped, ou
             with monkeypatch.context() as m:
                 stop_at_round(m, *stop_at)
                 with pytest.raises(Interrupted):
-                    dfad.run(game_args(*game), tiny_experiment(*networks()), CPU)
+                    loop.run(game_args(*game), tiny_experiment(*networks()), CPU)
             check_stopped()
             resume = ["--resume"]
-        dfad.run(game_args(*game, *resume), tiny_experiment(*networks()), CPU)
+        loop.run(game_args(*game, *resume), tiny_experiment(*networks()), CPU)
         outcomes.append(outcome(folder))
     return outcomes
 
 
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypatch):
     def stopped_after_two_rounds():
-        assert torch.load(LAST, weights_only=True)["iteration"] == 2
+        assert torch.load(LAST, weights_only=True)["progress"]["iteration"] == 2
 
     (straight, straight_best), (resumed, resumed_best) = straight_and_stopped(
         tmp_path, monkeypatch, ["--epochs", "3", "--student_ema", "0.9"], (2, 1), stopped_after_two_rounds,
@@ -129,14 +129,14 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_average(tmp_path, monkeypat
     for a, b in ((straight["student_ema"]["model"], resumed["student_ema"]["model"]),
                  (straight["student"], resumed["student"]), (straight_best, resumed_best)):
         assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
-    assert straight["history"] == resumed["history"]
+    assert straight["progress"]["history"] == resumed["progress"]["history"]
 
 
 def test_a_run_without_the_average_is_not_resumed_with_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    dfad.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
+    loop.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
     with pytest.raises(UserError, match=r"--student_ema 0.0 \(saved\) vs 0.999 \(now\)"):
-        dfad.run(game_args("--epochs", "2", "--student_ema", "--resume"), tiny_experiment(*networks()), CPU)
+        loop.run(game_args("--epochs", "2", "--student_ema", "--resume"), tiny_experiment(*networks()), CPU)
 
 
 def assert_reports_the_average(root, stem, student, rounds):
@@ -158,20 +158,25 @@ def test_every_method_steps_the_average(method, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exp = tiny_experiment(*networks())
     exp.transfer_set = TransferSet()
-    dfad.run(game_args("--epochs", "1", "--method", method, "--student_ema", "--num_workers", "0"), exp, CPU)
+    loop.run(game_args("--epochs", "1", "--method", method, "--student_ema", "--num_workers", "0"), exp, CPU)
     last = torch.load(os.path.join("checkpoint", "student", f"unit-tiny-{method}-last.pt"), weights_only=True)
     assert last["student_ema"]["steps"] == 3 * 5
     best = torch.load(os.path.join("checkpoint", "student", f"unit-tiny-{method}.pt"), weights_only=True)
     assert all(torch.equal(best[k], v) for k, v in last["student_ema"]["model"].items())
 
 
-def test_a_resume_point_from_before_these_flags_still_resumes(tmp_path, monkeypatch):
-    """A -last.pt written before --student_ema and the label-free candidates existed."""
+def test_a_resume_point_of_an_earlier_layout_is_refused_with_what_to_do(tmp_path, monkeypatch, capsys):
+    """A -last.pt written before run state was saved one way (no "layout", parts spread):
+    one message, before any work, saying to finish it with the earlier commit or --restart."""
     monkeypatch.chdir(tmp_path)
-    dfad.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
+    loop.run(game_args("--epochs", "1"), tiny_experiment(*networks()), CPU)
     state = torch.load(LAST, weights_only=True)
-    del state["args"]["student_ema"], state["args"]["labelfree_candidates"], state["labelfree_candidates"]
+    del state["layout"]
+    state.update(state.pop("progress"))
     torch.save(state, LAST)
-    dfad.run(game_args("--epochs", "2", "--resume"), tiny_experiment(*networks()), CPU)
-    resumed = torch.load(LAST, weights_only=True)
-    assert resumed["epoch"] == 2 and resumed["labelfree_candidates"] == [2] and "student_ema" not in resumed
+    with pytest.raises(UserError, match="an earlier version of this program wrote it") as refused:
+        loop.run(game_args("--epochs", "2", "--resume"), tiny_experiment(*networks()), CPU)
+    assert "Finish that run with the commit that started it, or start afresh with --restart" in str(refused.value)
+    assert torch.load(LAST, weights_only=True)["epoch"] == 1  # untouched
+    loop.run(game_args("--epochs", "2", "--restart"), tiny_experiment(*networks()), CPU)
+    assert torch.load(LAST, weights_only=True)["progress"]["epoch"] == 2

@@ -3,12 +3,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import train_teacher
 from conftest import ROOT, free_port
 
 DFAD = ["--dataset", "digits", "--epochs", "2", "--epoch_itrs", "3", "--batch_size", "8", "--no_visdom"]
+
+pytestmark = pytest.mark.slow  # subprocesses under signals and torchrun: the slow tier
 
 
 def torchrun(tmp_path, script, *args, nproc=2):

@@ -150,6 +150,7 @@ def test_skip_variable_wins_everywhere():
         assert when_unavailable("x", environ)[0] == "skip"
 
 
+@pytest.mark.slow
 def test_dashboard_renders_plots_and_image_grids(chromium, in_tmp_dir, visdom_cli_server):
     from PIL import Image
 

@@ -1,1 +1,1 @@
-"""The DFAD game (game.py), its training loop (dfad.py) and supervised teacher training."""
+"""The DFAD game (game.py), its training loop (loop.py) and supervised teacher training."""

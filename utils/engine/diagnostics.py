@@ -73,16 +73,15 @@ class Monitor:
                 f"class entropy {now['entropy']:.2f} of its maximum.")
 
     def state_dict(self):
-        # "labelfree": the agreement rule's choice, under the key of the files that chose by it
         return {"fixed_z": self.fixed_z.cpu(), "pool": [x.cpu() for x in self.pool],
-                "labelfree": self.agreement_choice, "diagnostics": self.diagnostics}
+                "agreement_choice": self.agreement_choice, "diagnostics": self.diagnostics}
 
     def load_state_dict(self, state):
         device = self.fixed_z.device
         self.fixed_z = state["fixed_z"].to(device)
-        self.pool = [x.to(device) for x in state.get("pool", [])]
-        self.agreement_choice = dict(state.get("labelfree", self.agreement_choice))
-        self.diagnostics = list(state.get("diagnostics", []))
+        self.pool = [x.to(device) for x in state["pool"]]
+        self.agreement_choice = dict(state["agreement_choice"])
+        self.diagnostics = list(state["diagnostics"])
 
 
 @torch.no_grad()

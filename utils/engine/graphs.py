@@ -2,7 +2,7 @@
 
 On a GPU a round of a small game is bound by launching its few hundred small kernels from
 Python, not by their arithmetic (LeNet-5: 0.021 s per round on an H200, 0.12-0.36 of the
-fp32 peak; README, Speed). Captured once, a round is one graph launch: the same kernels
+fp32 peak; docs/speed.md). Captured once, a round is one graph launch: the same kernels
 on the same tensors, so the same math.
 
 What a graph cannot hold is refused before the run (``utils/runtime/speed.py``: CPU,

@@ -62,12 +62,12 @@ class Candidates:
                 os.remove(os.path.join(self.folder, name))
 
     def state_dict(self):
-        return {"labelfree_candidates": list(self.epochs)}
+        return {"epochs": list(self.epochs)}
 
     def load_state_dict(self, state):
         """The candidates a saved run listed, as many as ``keep`` allows now; a file that
         has gone is named, and that epoch is no candidate any more."""
-        epochs = [int(e) for e in state.get("labelfree_candidates", [])][-self.keep:]
+        epochs = [int(e) for e in state["epochs"]][-self.keep:]
         missing = [e for e in epochs if not os.path.isfile(self.path(e))]
         if missing:
             print(f"Warning: the label-free candidates of epochs {', '.join(map(str, missing))} are missing "

@@ -20,7 +20,7 @@ Choices of ours: "epoch" is this project's (``--epoch_itrs`` rounds of five stud
 steps); the draw uses a random generator of its own, so turning replay on leaves the
 game's noise stream as it is, and nothing changes until the first entry is stored. Under
 torchrun each process keeps and replays its own images; ``-last.pt`` holds every
-process's memory under ``replay``, a list by rank (``dfad.save_last``).
+process's memory under ``replay``, a list by rank (``loop.save_last``).
 """
 import argparse
 

@@ -4,7 +4,9 @@ SGD with momentum, an optional StepLR, the best model saved as a bare state_dict
 format of the published teachers), a ``last`` checkpoint after every epoch for
 ``--resume``, a clean stop on SIGINT/SIGTERM, and data-parallel runs under torchrun.
 """
+import os
 import time
+import uuid
 
 import torch
 
@@ -16,7 +18,12 @@ from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence
 
-RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size")  # other values: another run
+# Other values: another run. A scheduler's saved state fits only a scheduler of its kind
+# (train_teacher.py's --lr_schedule and --milestones; None for a script without them).
+RESUME_KEYS = ("dataset", "model", "num_classes", "batch_size", "lr_schedule", "milestones")
+LAST_LAYOUT = 2  # of a teacher's -last.pt; a file of another layout is refused
+LAST_SCHEMA = {"args": dict, "layout": int, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)),
+               "scalers": dict, "progress": dict, "rng": list, "shuffle": (torch.Tensor, type(None))}
 
 
 def train_epoch(args, model, loader, optimizer, loss_fn, precision, device, epoch, plotter, stop):
@@ -62,47 +69,71 @@ def resumable_parts(model, optimizer, scheduler, precision):
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scalers": precision}
 
 
-def save_last(path, args, parts, epoch, best, loader):
+def save_last(path, args, parts, progress, loader):
     shuffle = loader.generator.get_state() if loader.generator is not None else None
-    checkpoint.save_training_state(path, args, parts, epoch=epoch, best=best, shuffle=shuffle)
+    checkpoint.save_training_state(path, args, parts, progress=dict(progress), shuffle=shuffle,
+                                   layout=LAST_LAYOUT)
 
 
 def restore_last(path, args, parts, loader):
-    state = checkpoint.restore_training_state(path, args, RESUME_KEYS, parts, checkpoint.TEACHER_LAST)
+    state = checkpoint.restore_training_state(path, args, RESUME_KEYS, parts, LAST_SCHEMA, LAST_LAYOUT)
     if state["shuffle"] is not None and loader.generator is not None:
         loader.generator.set_state(state["shuffle"])
     if distributed.is_main():
-        print(f"Resumed from {path}: {state['epoch']} epochs done, best {state['best']:.4f}", flush=True)
+        print(f"Resumed from {path}: {state['progress']['epoch']} epochs done, "
+              f"best {state['progress']['best']:.4f}", flush=True)
     checkpoint.apply_changed_hyperparameters(state["args"], args, [
         (parts["optimizer"], {"lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay"})],
         [parts["scheduler"]] if parts["scheduler"] else [], announce=distributed.is_main())
-    return state["epoch"], state["best"]
+    return dict(state["progress"])
+
+
+def log_paths(args):
+    """The teacher run's CSV row (test metric per epoch) and JSON record, as the DFAD scripts keep theirs."""
+    name = os.path.join("log", f"teacher-{args.dataset}-{args.model}")
+    return name + ".csv", name + ".json"
+
+
+def log_teacher(args, progress, metric_name, save_path, seconds, origin):
+    """The teacher's record: its curve, arguments, environment and the SHA-256 of the saved
+    teacher, which the records of the DFAD runs distilling it name."""
+    history = progress["history"]
+    records.log_run(*log_paths(args), history, {
+        "metric": metric_name, "best": progress["best"], "last": history[-1] if history else None,
+        "epochs": len(history), "seconds": seconds, "args": records.portable(vars(args)),
+        "run_id": progress["run_id"], "history": history, "teacher_file": records.portable(save_path),
+        "teacher_sha256": records.file_sha256(save_path), **origin})
 
 
 def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, metric_name, save_path,
-        gamma=0.1):
+        gamma=0.1, make_scheduler=None):
     """Train ``model`` for ``args.epochs`` epochs; returns the best test metric.
 
     ``evaluate(model, loader, device)`` returns a dict holding ``metric_name``; with
-    ``--scheduler`` the learning rate is multiplied by ``gamma`` every ``--step_size`` epochs.
+    ``--scheduler`` the learning rate is multiplied by ``gamma`` every ``--step_size`` epochs,
+    or follows ``make_scheduler(optimizer)`` when given (an LR scheduler stepped once per epoch).
     """
     main_process = distributed.is_main()
     last_path = last_checkpoint(save_path)
     if main_process:
-        preflight.check_outputs(files=[save_path, last_path])
+        preflight.check_outputs(files=[save_path, last_path, *log_paths(args)])
+        records.check_logs(*log_paths(args))
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
     plotter.table("Arguments", vars(args))
     model.to(device, memory_format=torch.channels_last if args.channels_last else torch.preserve_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, args.step_size, gamma)
-                 if args.scheduler else None)
+    make_scheduler = make_scheduler or (
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, args.step_size, gamma))
+    scheduler = make_scheduler(optimizer) if args.scheduler else None
     precision = Precision(args.amp, device)
     parts = resumable_parts(model, optimizer, scheduler, precision)
-    done, best = 0, float("-inf")
+    progress = {"epoch": 0, "best": float("-inf"), "history": [], "run_id": uuid.uuid4().hex}
     if args.resume:
-        done, best = restore_last(last_path, args, parts, train_loader)
+        progress = restore_last(last_path, args, parts, train_loader)
+    done = progress["epoch"]
+    origin = records.provenance(args, device) if main_process else None
     trained = distributed.wrap(torch.compile(model) if args.compile else model, device)
 
     started = time.time()
@@ -117,7 +148,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
             divergence.check_teacher_training(model, loss, epoch)
             if stopped:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
-                save_last(last_path, args, parts, epoch - 1, best, train_loader)
+                save_last(last_path, args, parts, progress, train_loader)
                 plotter.close()
                 raise Interrupted(stop.signum, f"Stopped during epoch {epoch}; saved {last_path}. "
                                                      f"Resume with the same command plus --resume.")
@@ -126,17 +157,20 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
             if main_process:
                 scores = evaluate(model, test_loader, device)
                 score = scores[metric_name]
-                if score > best:
-                    best = score
+                progress["history"].append(score)
+                if score > progress["best"]:
+                    progress["best"] = score
                     checkpoint.save_state_dict(model, save_path)
                 plotter.scalar(metric_name, epoch, score)
-            save_last(last_path, args, parts, epoch, best, train_loader)
+            progress["epoch"] = epoch
+            save_last(last_path, args, parts, progress, train_loader)
             if main_process:
                 elapsed = time.time() - started
                 print(f"Epoch {epoch}/{args.epochs}  loss={loss:.4f}  {records.format_scores('test', scores)}  "
-                      f"(best {metric_name} {best:.4f})  elapsed {records.format_seconds(elapsed)}  ETA "
+                      f"(best {metric_name} {progress['best']:.4f})  elapsed {records.format_seconds(elapsed)}  ETA "
                       f"{records.format_seconds(elapsed / (epoch - done) * (args.epochs - epoch))}", flush=True)
     plotter.close()
     if main_process:
-        print(f"Best {metric_name}={best:.6f}")
-    return best
+        log_teacher(args, progress, metric_name, save_path, time.time() - started, origin)
+        print(f"Best {metric_name}={progress['best']:.6f}")
+    return progress["best"]

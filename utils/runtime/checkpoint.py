@@ -142,7 +142,9 @@ def _unreadable(path, error):
 
 
 def extract_state_dict(obj):
-    """Accept a bare state_dict (the published teachers) or one of our checkpoint dicts."""
+    """Accept a bare state_dict (the published teachers) or a dict holding one under
+    "model" or "student" (our checkpoints) or "state_dict" (CMI's published teachers,
+    ``{'state_dict': ..., 'best_acc1': ..., ...}``); anything else is returned as it is."""
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "student"):
             if key in obj and isinstance(obj[key], dict):
@@ -177,19 +179,40 @@ def load_weights(model, path, what="checkpoint", hint="", context=""):
     """Load ``path`` into ``model`` with strict key matching; explain any mismatch.
 
     ``context`` names what fixed the model's class count (e.g. "--dataset cifar10").
+    A state_dict taken out of a larger dict (:func:`extract_state_dict`), or whose keys
+    all carry the "module." prefix of a DataParallel/DistributedDataParallel save (removed
+    here), is announced in one line naming what was unwrapped and what was ignored.
     """
-    state_dict = extract_state_dict(safe_load(path, what, hint))
+    saved = safe_load(path, what, hint)
+    state_dict = extract_state_dict(saved)
     if not isinstance(state_dict, dict):
         raise UserError(f"The {what} '{path}' does not contain a state_dict.")
-    have, need = num_classes(state_dict), num_classes(model.state_dict())
-    if set(state_dict) == set(model.state_dict()) and have != need:
+    source, taken = path, []  # what was read and how, for the line announcing it
+    if state_dict is not saved:
+        key = next(k for k, v in saved.items() if v is state_dict)
+        others = [str(k) for k in saved if k != key]
+        ignored = ", ".join(others[:6]) + (f", ... ({len(others)} in all)" if len(others) > 6 else "")
+        source = f"the '{key}' entry of {path}" + (f" (other entries ignored: {ignored})" if others else "")
+        taken.append(f"its '{key}' entry")
+    prefix, own = "module.", model.state_dict()
+    if state_dict and all(isinstance(k, str) and k.startswith(prefix) for k in state_dict) \
+            and not any(k.startswith(prefix) for k in own):
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+        source += (f" with the '{prefix}' prefix removed from its keys (saved from a DataParallel "
+                   f"or DistributedDataParallel wrapper)")
+        taken.append(f"its keys without the '{prefix}' prefix")
+    have, need = num_classes(state_dict), num_classes(own)
+    if set(state_dict) == set(own) and have != need:
         raise UserError(f"The {what} '{path}' has {have} classes, {context or 'the model'} "
                         f"needs {need}. Pass the checkpoint trained on that data set.")
     mismatch = describe_mismatch(model, state_dict)
     if mismatch:
-        raise UserError(f"The {what} '{path}' does not fit {type(model).__name__}: {mismatch}. "
+        read_as = f" (read as {' and '.join(taken)})" if taken else ""
+        raise UserError(f"The {what} '{path}'{read_as} does not fit {type(model).__name__}: {mismatch}. "
                         f"Check --model/--dataset, or that the file is the right one.")
     model.load_state_dict(state_dict, strict=True)
+    if taken and distributed.is_main():
+        print(f"Loaded {source}", flush=True)
     return model
 
 
@@ -221,42 +244,37 @@ def _as_tuples(value):
 
 
 def check_resumable(saved_args, args, keys):
-    """Refuse to resume a run under other arguments that change what is being trained.
-
-    ``keys`` names those arguments; as a dict it also gives the value to assume where a
-    checkpoint of an earlier version lacks one (a flag added since)."""
-    keys = keys if isinstance(keys, dict) else dict.fromkeys(keys)
-    saved = {k: saved_args.get(k, missing) for k, missing in keys.items()}
-    differences = [f"--{k} {saved[k]} (saved) vs {getattr(args, k)} (now)"
-                   for k in keys if saved[k] != getattr(args, k)]
+    """Refuse to resume a run under other arguments that change what is being trained;
+    ``keys`` names those arguments."""
+    saved = {k: saved_args.get(k) for k in keys}
+    now = {k: getattr(args, k, None) for k in keys}  # None: a flag this script lacks (--teacher)
+    differences = [f"--{k} {saved[k]} (saved) vs {now[k]} (now)" for k in keys if saved[k] != now[k]]
     if differences:
         raise UserError("Cannot resume: the saved run used other arguments: " + "; ".join(differences)
                         + ". Resume with the original arguments, or start a new run with --restart "
                           "instead of --resume (it discards the saved one).")
 
 
-# Types of the entries of the ``last`` checkpoints, checked before any of them is used.
 NUMBER = (int, float)
-DFAD_LAST = {"args": dict, "student": dict, "generator": dict, "optimizer_S": dict, "optimizer_G": dict,
-             "schedulers": list, "scalers": dict, "epoch": int, "iteration": int, "best": NUMBER,
-             "history": list, "fixed_z": torch.Tensor, "rng": list, "world_size": int}
-TEACHER_LAST = {"args": dict, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)),
-                "scalers": dict, "epoch": int, "best": NUMBER, "rng": list,
-                "shuffle": (torch.Tensor, type(None))}
 
 
-def load_last(path, args, keys, schema=None):
+def load_last(path, args, keys, schema, layout):
     """Load a ``last`` checkpoint written by :func:`save_training_state` for ``--resume``.
 
-    ``schema`` maps the entries the caller will use to their types; a file from another
-    version, or edited, is refused here with one message instead of failing later.
+    ``schema`` maps the entries the caller will use to their types, ``layout`` is the
+    layout the caller writes: a file of another layout, or edited, is refused here with
+    one message instead of failing later.
     """
     state = safe_load(path, "checkpoint to resume from",
                       hint="It is written after every epoch; run without --resume to start afresh.")
     if not isinstance(state, dict) or not isinstance(state.get("args"), dict):
         raise UserError(f"{path} is not a checkpoint to resume from (it holds no run state). "
                         f"Pass the -last.pt file a run wrote, or start afresh without --resume.")
-    problems = _schema_problems(state, schema or {})
+    if state.get("layout") != layout:
+        raise UserError(f"Cannot resume from {path}: an earlier version of this program wrote it, and "
+                        f"this one saves a run's state otherwise. Finish that run with the commit that "
+                        f"started it, or start afresh with --restart instead of --resume.")
+    problems = _schema_problems(state, schema)
     if problems:
         raise UserError(f"Cannot resume from {path}: it was written by another version of this "
                         f"program or is damaged ({'; '.join(problems[:4])}). Move it away and start "
@@ -300,12 +318,14 @@ def unfinished_progress(path):
     except UserError as e:
         raise not_a_resume_point(path, str(e)) from None
     saved = state.get("args") if isinstance(state, dict) else None
-    epoch, epochs = (state.get("epoch"), saved.get("epochs")) if isinstance(saved, dict) else (None, None)
+    progress = state.get("progress") if isinstance(state, dict) else None
+    progress = progress if isinstance(progress, dict) else {}
+    epoch, epochs = (progress.get("epoch"), saved.get("epochs")) if isinstance(saved, dict) else (None, None)
     if not (isinstance(epoch, int) and isinstance(epochs, int)):
         raise not_a_resume_point(path, "it records no epochs done of a number of epochs")
     if epoch >= epochs:
         return None
-    iteration = state.get("iteration")
+    iteration = progress.get("iteration")
     done = f"{epoch} of {epochs} epochs"
     if isinstance(iteration, int) and iteration > 0:
         done += f" and {iteration} of {saved.get('epoch_itrs')} iterations of epoch {epoch + 1}"
@@ -336,45 +356,51 @@ def _load_into(holder, state):
         holder.load_state_dict(state)
 
 
-def save_training_state(path, args, holders, **progress):
+def save_training_state(path, args, holders, **plain):
     """Write everything ``--resume`` needs, for teacher training and DFAD alike.
 
     ``holders`` maps checkpoint keys to objects with a ``state_dict()`` (modules,
-    optimizers, schedulers, :class:`Precision`), lists of them, or None; ``progress``
-    holds plain values (epoch, best score, ...). Collective: every process calls it and
-    contributes its RNG states; the first process writes.
+    optimizers, schedulers, :class:`Precision`, the engine's own parts), lists of them, or
+    None; ``plain`` holds plain values (the layout, a shuffle state). Collective: every
+    process calls it (a part may gather from every process) and contributes its RNG
+    states; the first process writes.
     """
+    entries = {key: _state_of(h) for key, h in holders.items()}
     rng = distributed.all_gather_object(rng_state())
     if not distributed.is_main():
         return
-    atomic_save({"args": vars(args), **{key: _state_of(h) for key, h in holders.items()}, **progress,
-                 "rng": rng, "world_size": distributed.world_size()}, path)
+    atomic_save({"args": vars(args), **entries, **plain, "rng": rng, "world_size": distributed.world_size()}, path)
 
 
-def restore_training_state(path, args, resume_keys, holders, schema):
+def restore_training_state(path, args, resume_keys, holders, schema, layout):
     """Load what :func:`save_training_state` wrote into ``holders`` and this process's
-    RNGs; returns the whole saved dict (its progress values included). ``schema`` lists
-    the entries' types (:data:`DFAD_LAST`, :data:`TEACHER_LAST`), checked first."""
-    state = load_last(path, args, resume_keys, schema)
+    RNGs; returns the whole saved dict. ``schema`` lists the entries' types and
+    ``layout`` the layout the caller writes (:func:`load_last`)."""
+    state = load_last(path, args, resume_keys, schema, layout)
     with resume_errors(path):
-        for key, holder in holders.items():  # a key the schema does not require may be absent: an older file
-            _load_into(holder, state.get(key))
+        for key, holder in holders.items():
+            _load_into(holder, state[key])
         set_rng_state(state["rng"][distributed.rank()])
     return state
 
 
-def _schema_problems(state, schema):
+PROGRESS = {"epoch": int, "best": NUMBER, "history": list}  # in every -last.pt's "progress"
+
+
+def _schema_problems(state, schema, prefix=""):
     problems = []
     for key, kind in schema.items():
         if key not in state:
-            problems.append(f"'{key}' is missing")
+            problems.append(f"'{prefix}{key}' is missing")
         elif not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
-            problems.append(f"'{key}' is a {type(state[key]).__name__}")
+            problems.append(f"'{prefix}{key}' is a {type(state[key]).__name__}")
         elif kind in (int, NUMBER) and not state[key] >= (-math.inf if kind is NUMBER else 0):
-            problems.append(f"'{key}' is {state[key]}")
-    if "history" in schema and isinstance(state.get("history"), list) and \
-            not all(isinstance(v, NUMBER) for v in state["history"]):
-        problems.append("'history' holds other things than numbers")
+            problems.append(f"'{prefix}{key}' is {state[key]}")
+    if isinstance(state.get("progress"), dict) and not prefix:
+        problems += _schema_problems(state["progress"], PROGRESS, "progress.")
+        history = state["progress"].get("history")
+        if isinstance(history, list) and not all(isinstance(v, NUMBER) for v in history):
+            problems.append("'progress.history' holds other things than numbers")
     return problems
 
 

@@ -1,5 +1,5 @@
 """The speed flags, and the defaults that keep the method's fp32 math, per device type and
-experiment, each resting on a measurement the README's Speed section shows.
+experiment, each resting on a measurement docs/speed.md shows.
 
 Left unset, ``--channels_last`` / ``--no_channels_last`` resolve here ("auto") from
 :data:`CHANNELS_LAST`; the resolved value goes into ``args.channels_last`` and the reason
@@ -26,7 +26,7 @@ class Default:
 # DFAD_nyu_deeplab.py, one declaration, the same networks and round).
 EXPERIMENTS = {"mnist": "MNIST", "cifar": "CIFAR", "caltech101": "Caltech101", "deeplab": "CamVid/NYUv2 (DeepLab)"}
 
-# (device type, experiment) -> channels_last. The figures are the README's Speed tables
+# (device type, experiment) -> channels_last. The figures are docs/speed.md's tables
 # (benchmarks/bench_game.py, seconds per round, NHWC against NCHW in the same run).
 CHANNELS_LAST = {
     ("cpu", "mnist"): Default(True, "MNIST on cpu measured 1.10-1.35x of NCHW's speed (Intel Xeon AMX, AMD Zen 4; "
@@ -38,12 +38,12 @@ CHANNELS_LAST = {
     ("cuda", "mnist"): Default(False, "MNIST on cuda measured 0.78x of NCHW's speed on an H200 (batch 64; "
                                       "1.00x at batch 256)"),
     ("cuda", "cifar"): Default(True, "CIFAR on cuda measured 1.16x of NCHW's speed on an H200 (batch 64)"),
-    # Not measured yet: the scripts' earlier default stays until benchmarks/device_check.sh
-    # measures them (their ResNets are closer to CIFAR's than to LeNet-5).
-    ("cuda", "caltech101"): Default(True, "Caltech101 not measured on cuda yet; kept as before "
-                                          "(CIFAR's ResNets: 1.16x on an H200)"),
-    ("cuda", "deeplab"): Default(True, "CamVid/NYUv2 not measured on cuda yet; kept as before "
-                                       "(CIFAR's ResNets: 1.16x on an H200)"),
+    # Not measured on a GPU yet: their ResNets are closer to CIFAR's than to LeNet-5, so
+    # CIFAR's measurement stands in until benchmarks/device_check.sh measures them.
+    ("cuda", "caltech101"): Default(True, "Caltech101 not measured on cuda yet; CIFAR's ResNets "
+                                          "stand in (1.16x on an H200)"),
+    ("cuda", "deeplab"): Default(True, "CamVid/NYUv2 not measured on cuda yet; CIFAR's ResNets "
+                                       "stand in (1.16x on an H200)"),
 }
 
 # Faster options that are not defaults because they change the math (see the docstring).
@@ -92,7 +92,7 @@ def auto_help(experiment):
     here = "cuda (cpu with --no_cuda)" if here == "cuda" else here
     choices = "; ".join(f"on {device}: {on_off(channels_last_default(device, experiment).value)} "
                         f"({channels_last_default(device, experiment).evidence})" for device in ("cpu", "cuda"))
-    return (f"(default: auto, measured per device for {EXPERIMENTS[experiment]}, README Speed: {choices}; "
+    return (f"(default: auto, measured per device for {EXPERIMENTS[experiment]}, docs/speed.md: {choices}; "
             f"this machine: {here})").replace("%", "%%")
 
 
@@ -108,7 +108,7 @@ def resolve(args, experiment):
         return args
     default = channels_last_default(distributed.device_type(args.no_cuda), experiment)
     args.channels_last = default.value
-    args.channels_last_from = f"auto: {default.evidence}, README Speed"
+    args.channels_last_from = f"auto: {default.evidence}, docs/speed.md"
     return args
 
 

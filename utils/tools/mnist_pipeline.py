@@ -18,7 +18,7 @@ import argparse
 import os
 
 import DFAD_mnist
-from utils.engine import dfad, supervised
+from utils.engine import loop, supervised
 from utils.runtime import checkpoint, cli
 from utils.runtime.errors import UserError
 
@@ -32,7 +32,7 @@ def unfinished(path):
 def plan(args):
     """(teacher action, DFAD action) for DFAD_mnist.py's parsed ``args``."""
     teacher = cli.teacher_checkpoint(args.dataset, TEACHER_MODEL)
-    teacher_last, dfad_last = supervised.last_checkpoint(teacher), dfad.last_checkpoint(args)
+    teacher_last, dfad_last = supervised.last_checkpoint(teacher), loop.last_checkpoint(args)
     if args.restart:
         return "train", "new"
     if not args.resume:

@@ -24,21 +24,24 @@ from ..reporting.visdom import VisdomPlotter
 from ..runtime import checkpoint, distributed, preflight
 from ..runtime.precision import Precision
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence, replay
+from . import divergence, objective, replay
 from .diagnostics import Monitor
 from .ema import StudentEMA
 from .labelfree import Candidates
 from ..metrics.classification import evaluate_classifier
-from .game import Method, Players, adversarial_loss_l1, draw_as_trained, freeze
+from .game import Method, Players, adversarial_loss_l1, discrepancy, draw_as_trained, freeze, kl_divergence
 from .graphs import CapturedRound
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
 # or (batch size, rounds per epoch) a per-epoch history and a record that mix two runs.
-# The values are those of a checkpoint written before --method, --transfer_set, --student_ema
-# and --replay existed.
-RESUME_KEYS = {"dataset": None, "model": None, "nz": None, "method": "dfad", "transfer_set": None,
-               "batch_size": None, "epoch_itrs": None, "student_ema": 0.0, "replay": 0}
+RESUME_KEYS = ("dataset", "model", "teacher", "nz", "method", "transfer_set", "batch_size", "epoch_itrs",
+               "student_ema", "replay", *objective.TERMS, "adv_loss", "student_loss", "temperature")
+LAST_LAYOUT = 2  # of -last.pt: one entry per part of run_state(); a file of another layout is refused
+# The types of -last.pt's entries, checked before any of them is used.
+LAST_SCHEMA = {"args": dict, "layout": int, "student": dict, "generator": dict, "optimizer_S": dict,
+               "optimizer_G": dict, "schedulers": list, "scalers": dict, "progress": dict, "monitor": dict,
+               "candidates": dict, "rng": list, "world_size": int}
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Experiment:
                                     # draw(z): the generator's images as the student sees them, or None
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
+    pair: Optional[str] = None      # "<teacher>-<student>" when not the script's reference pair:
+                                    # the results table gives it a row of its own
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,10 @@ def run(args, exp, device):
     files = RunFiles.of(exp, method_class)
     if distributed.is_main():  # before the teacher is evaluated or anything is trained
         checkpoint.protect_resume_point(files.last, args)
+    generator_objective = None
+    if method_class.trains_generator:  # a term the teacher cannot serve is refused here
+        generator_objective = objective.build(args, exp.teacher, exp.adversarial_loss,
+                                              method_class.defaults(args.dataset))
     plotter = VisdomPlotter(env=files.name, port=args.visdom_port,
                             enabled=distributed.is_main() and not args.no_visdom)
     plotter.table("Arguments", vars(args))
@@ -157,32 +166,48 @@ def run(args, exp, device):
     if distributed.is_main():
         check_outputs(files, method_class)
     # taken before training: the code and teacher that ran, should either change during the run
-    origin = records.provenance(args.ckpt) if distributed.is_main() else None
-    players, schedulers = build_players(args, exp, device)
-    monitor = Monitor(args.nz, device)
-    method = method_class(args, exp, distributed.local_batch_size(args.batch_size))
+    origin = records.provenance(args, device, args.ckpt) if distributed.is_main() else None
+    run = start_run(args, exp, device, method_class(args, exp, distributed.local_batch_size(args.batch_size)),
+                    files, generator_objective)
+    started = time.time()
+    play_epochs(args, exp, run, plotter, device, started)
+    plotter.close()
+    if distributed.is_main():
+        choice = run.candidates.choose(exp.teacher, exp.student, run.monitor.pool, run.history, files.labelfree)
+        log_run(args, exp, run, choice, teacher_score, time.time() - started, origin)
+    return run.best
+
+
+def start_run(args, exp, device, method, files, generator_objective):
+    """The run's players and state, restored from ``-last.pt`` with --resume."""
+    players, schedulers = build_players(args, exp, device, generator_objective)
     if args.cuda_graph:  # each round replayed from one CUDA graph (graphs.py)
         method.play_round = CapturedRound(method.play_round)
     if distributed.world_size() > 1:  # same initial weights everywhere, different noise per process
         torch.manual_seed(args.seed + 1000003 * distributed.rank())
-    run = Run(players, schedulers, method, monitor, files, ema=student_ema(args, exp, players),
+    run = Run(players, schedulers, method, Monitor(args.nz, device), files, ema=student_ema(args, exp, players),
               candidates=Candidates(files.candidates, args.labelfree_candidates))
     if args.resume:
         restore_last(args, exp, run)
+    return run
 
-    started, first_epoch = time.time(), run.epoch + 1
+
+def play_epochs(args, exp, run, plotter, device, started):
+    """Epochs ``run.epoch + 1 .. args.epochs``: rounds, then (first process) evaluation and
+    saving; a stop saves ``-last.pt`` and raises :class:`Interrupted`."""
+    first_epoch = run.epoch + 1
     with GracefulStop() as stop:
         for epoch in range(first_epoch, args.epochs + 1):
-            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {files.last}. "
+            stop.raise_if_requested(f"Stopped after epoch {epoch - 1}; saved {run.files.last}. "
                                     f"Resume with the same command plus --resume.")  # e.g. during evaluation
             epoch_start = time.time()
             losses, stopped = train_epoch(args, run, epoch, plotter, stop)
             if stopped:
                 save_last(args, exp, run)
                 plotter.close()
-                raise Interrupted(stop.signum, f"Stopped at epoch {epoch}, iteration {run.iteration}; "
-                                               f"saved {files.last}. Resume with the same command plus --resume.")
-            for scheduler in schedulers:
+                raise Interrupted(stop.signum, f"Stopped at epoch {epoch}, iteration {run.iteration}; saved "
+                                               f"{run.files.last}. Resume with the same command plus --resume.")
+            for scheduler in run.schedulers:
                 scheduler.step()
             run.epoch, run.iteration = epoch, 0
             if distributed.is_main():  # only the first process evaluates, plots and saves
@@ -190,18 +215,12 @@ def run(args, exp, device):
                 print(records.epoch_line(epoch, args.epochs, *losses, exp.metric_name, run.history[-1], run.best,
                                          time.time() - epoch_start, time.time() - started, epoch - first_epoch + 1),
                       flush=True)
-                warning = monitor.collapse_warning()
+                warning = run.monitor.collapse_warning()
                 if warning:
                     print(warning, flush=True)
             save_last(args, exp, run)
             if distributed.is_main():
                 run.candidates.prune()
-
-    plotter.close()
-    if distributed.is_main():
-        choice = run.candidates.choose(exp.teacher, exp.student, run.monitor.pool, run.history, files.labelfree)
-        log_run(args, exp, run, choice, teacher_score, time.time() - started, device, origin)
-    return run.best
 
 
 def student_ema(args, exp, players):
@@ -318,7 +337,14 @@ def schedulers_of(args, exp, optimizers, gamma=0.1):
     return [torch.optim.lr_scheduler.StepLR(o, args.step_size, gamma) for o in optimizers]
 
 
-def build_players(args, exp, device):
+def student_loss(args):
+    """--student_loss: the L1 of DFAD, or Hinton's KL at --temperature."""
+    if args.student_loss == "l1":
+        return discrepancy
+    return functools.partial(kl_divergence, temperature=args.temperature)
+
+
+def build_players(args, exp, device, generator_objective=None):
     """The players as the rounds call them, their optimizers and schedulers.
 
     The modules the rounds call may be compiled and wrapped for DDP; ``exp``'s raw
@@ -347,53 +373,65 @@ def build_players(args, exp, device):
     optimizer_G = torch.optim.Adam(exp.generator.parameters(), lr=args.lr_G, capturable=graph)
     schedulers = schedulers_of(args, exp, (optimizer_S, optimizer_G))
     players = Players(teacher, distributed.wrap(student, device), distributed.wrap(generator, device),
-                      optimizer_S, optimizer_G, args.nz, device, exp.adversarial_loss,
+                      optimizer_S, optimizer_G, args.nz, device, generator_objective,
                       Precision(args.amp, device, cache_casts=not graph),
                       replay=replay.build(args, METHODS[args.method].uses_generator,
-                                          distributed.local_batch_size(args.batch_size)))
+                                          distributed.local_batch_size(args.batch_size)),
+                      student_loss=student_loss(args))
     return players, schedulers
 
 
-def resumable_parts(exp, run):
-    """What --resume restores, by checkpoint key (the layout of ``-last.pt``). "student" is
-    the student that plays; with --student_ema, "student_ema" holds the moving average
-    ({"model": its state_dict, "steps": student steps averaged}). The method's own state
-    (None for a method without one) is absent from older files; so is ``replay``
-    (:func:`save_last`)."""
+class Progress:
+    """How far a run has come, as a part of its state: epochs and rounds done, the best
+    metric, the per-epoch history and the run's id (a finished run is logged once)."""
+
+    FIELDS = ("epoch", "iteration", "best", "history", "run_id")
+
+    def __init__(self, run):
+        self.run = run
+
+    def state_dict(self):
+        return {name: getattr(self.run, name) for name in self.FIELDS}
+
+    def load_state_dict(self, state):
+        for name in self.FIELDS:
+            setattr(self.run, name, state[name])
+        self.run.history = list(self.run.history)
+
+
+class EveryRank:
+    """A part each process keeps for itself (--replay's memory): saved as the list of all
+    processes' states by rank (collective), each restoring its own."""
+
+    def __init__(self, part):
+        self.part = part
+
+    def state_dict(self):
+        return distributed.all_gather_object(self.part.state_dict())
+
+    def load_state_dict(self, states):
+        self.part.load_state_dict(states[distributed.rank()])
+
+
+def run_state(exp, run):
+    """Every part of a run with state, by its entry in ``-last.pt``: what save_last writes
+    and restore_last loads (None: a part this run does not have, e.g. "student_ema" without
+    --student_ema; RESUME_KEYS make a resumed run have the same parts)."""
     p = run.players
-    parts = {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
-             "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision,
-             "method_state": run.method}
-    if run.ema:
-        parts["student_ema"] = run.ema
-    return parts
+    return {"student": exp.student, "generator": exp.generator, "optimizer_S": p.optimizer_S,
+            "optimizer_G": p.optimizer_G, "schedulers": run.schedulers, "scalers": p.precision,
+            "method": run.method, "student_ema": run.ema, "replay": p.replay and EveryRank(p.replay),
+            "monitor": run.monitor, "candidates": run.candidates, "progress": Progress(run)}
 
 
 def save_last(args, exp, run):
     """Write what --resume needs (collective: every process calls it, the first one writes)."""
-    checkpoint.save_training_state(run.files.last, args, resumable_parts(exp, run), epoch=run.epoch,
-                                   iteration=run.iteration, best=run.best, history=run.history,
-                                   run_id=run.run_id, replay=replay_states(run.players.replay),
-                                   **run.monitor.state_dict(), **run.candidates.state_dict())
-
-
-def replay_states(memory):
-    """--replay's memory of every process, by rank (each replays its own images; collective),
-    or None when replay is off."""
-    return None if memory is None else distributed.all_gather_object(memory.state_dict())
+    checkpoint.save_training_state(run.files.last, args, run_state(exp, run), layout=LAST_LAYOUT)
 
 
 def restore_last(args, exp, run):
-    state = checkpoint.restore_training_state(run.files.last, args, RESUME_KEYS, resumable_parts(exp, run),
-                                              checkpoint.DFAD_LAST)
-    run.epoch, run.iteration = state["epoch"], state["iteration"]
-    run.best, run.history = state["best"], list(state["history"])
-    run.run_id = state.get("run_id", run.run_id)
-    run.monitor.load_state_dict(state)
-    run.candidates.load_state_dict(state)
-    if run.players.replay is not None:  # RESUME_KEYS: the saved run replayed too
-        with checkpoint.resume_errors(run.files.last):
-            run.players.replay.load_state_dict(state["replay"][distributed.rank()])
+    state = checkpoint.restore_training_state(run.files.last, args, RESUME_KEYS, run_state(exp, run),
+                                              LAST_SCHEMA, layout=LAST_LAYOUT)
     if distributed.is_main():
         print(f"Resumed from {run.files.last}: {run.epoch} epochs and {run.iteration} iterations done, "
               f"best {exp.metric_name} {run.best:.4f}", flush=True)
@@ -414,15 +452,16 @@ def warm_start(exp, stu_ckpt):
         print(f"No generator checkpoint {generator_path}: the generator starts afresh.", flush=True)
 
 
-def log_run(args, exp, run, choice, teacher_score, seconds, device, origin):
+def log_run(args, exp, run, choice, teacher_score, seconds, origin):
     """One CSV row (the reference's per-epoch metric list) and one JSON record per run.
     ``choice``: the label-free choice (``Candidates.choose``), or None; ``origin``
-    (:func:`records.provenance`) traces the run to the code and the teacher."""
+    (:func:`records.provenance`) traces the run to the code, teacher, data and environment."""
     choice, by_agreement = choice or {}, run.monitor.agreement_choice
     records.log_run(*run.files.logs, run.history, {
         "metric": exp.metric_name, "teacher": teacher_score, "best": run.best, "last": run.history[-1],
-        "epochs": len(run.history), "seconds": seconds, "args": vars(args), "run_id": run.run_id,
-        "method": run.method.name, "device": records.device_name(device), "labelfree": choice.get("test"),
+        "epochs": len(run.history), "seconds": seconds, "args": records.portable(vars(args)), "run_id": run.run_id,
+        "method": run.method.name, "pair": exp.pair,
+        "labelfree": choice.get("test"),
         "labelfree_epoch": choice.get("epoch"), "labelfree_l1": choice.get("l1"),
         "labelfree_candidates": choice.get("candidates", []), "labelfree_pool_images": choice.get("pool_images", 0),
         "labelfree_by_agreement": by_agreement, "diagnostics": run.monitor.diagnostics, "history": run.history,
