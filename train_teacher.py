@@ -13,7 +13,6 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 import network
 from dataloader import get_test_loader, get_train_loader, num_classes
@@ -39,6 +38,7 @@ CMI_MILESTONES = "120,150,180"  # zju-vipa/CMI train_scratch.py's --lr_decay_mil
 
 def torchvision_resnet34(num_classes, pretrained=False):
     """torchvision's ResNet-34, optionally started from ImageNet weights (new classifier)."""
+    import torchvision  # here, not at the top: the other teachers' runs need none of it
     if not pretrained:
         return torchvision.models.resnet34(num_classes=num_classes)
     try:

@@ -11,8 +11,7 @@ import torch
 
 from utils.runtime.errors import UserError
 
-from . import num_classes
-from . import seg_transforms
+from . import num_classes, seg_transforms
 from .seg_transforms import IGNORE_INDEX, MEAN, STD  # noqa: F401  MEAN/STD: house convention
 
 NUM_CLASSES = num_classes("camvid")

@@ -1,4 +1,5 @@
 """MNIST (torchvision) and scikit-learn's handwritten digits, both as 1x32x32 tensors."""
+import importlib.util
 import os
 import re
 from urllib.error import HTTPError, URLError
@@ -7,7 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision import datasets, transforms
 
 from utils.runtime.errors import UserError
 
@@ -19,6 +19,9 @@ MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 
 def mnist_transform():
+    from torchvision import (
+        transforms,  # imported where used: digits runs need no torchvision
+    )
     return transforms.Compose([transforms.Resize((32, 32)), transforms.ToTensor(),
                                transforms.Normalize(MEAN, STD)])
 
@@ -31,6 +34,7 @@ def mnist(data_root, download=True, train=True):
     """
     raw = os.path.join(data_root, "MNIST", "raw")
     extracted = all(os.path.isfile(os.path.join(raw, name.removesuffix(".gz"))) for name in MNIST_FILES)
+    from torchvision import datasets
     try:
         dataset = datasets.MNIST(data_root, train=train, download=download, transform=mnist_transform())
     except (RuntimeError, OSError, AssertionError, ValueError, EOFError) as e:
@@ -92,28 +96,50 @@ def _reason(error):
     return re.sub(r"^\[Errno -?\d+\] ", "", text)
 
 
+# Which of the 1,797 digits are the test set: the split train_test_split(test_size=0.2,
+# stratify=targets, random_state=0) of scikit-learn 1.9 gives, as a bit mask (one bit a digit,
+# in file order). Stored rather than recomputed: importing scikit-learn (and scipy.stats with
+# it) costs about 3 s of every digits run's start, and a stored split cannot move with a
+# future scikit-learn. tests/test_dataloader_cls.py checks it against train_test_split.
+DIGITS_TEST_MASK = (
+    "000004883524104000064100934205001a00080100240028062c12001000940a009019120420f8a0028110a000080a882044"
+    "1524494240a00a0000004004d80000818020004805c400104008a0100005404800301000020ec409000224840083a8013c20"
+    "a6980a0000000b08400804a0184802024041c1008004404684376a810216004480004042a0a4180a5000840b8561c6081080"
+    "08004c80c02004068e00010882008100380803c008190000100e01008410a0210033282904c044c080680e01028300820088"
+    "22a6402c24042108a860809081a00c02820242120138a41500")
+
+
+def digits_arrays():
+    """scikit-learn's digits as ``load_digits`` returns them (images (1797, 8, 8) float64,
+    targets int64), read from the file it reads, without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise UserError("The digits data set is scikit-learn's, and scikit-learn is not installed. "
+                        "Install the project's requirements: pip install -r requirements.txt")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
+def digits_test_mask(count):
+    return np.unpackbits(np.frombuffer(bytes.fromhex(DIGITS_TEST_MASK), np.uint8))[:count].astype(bool)
+
+
 class Digits(Dataset):
     """scikit-learn's 1,797 real 8x8 handwritten digits, upscaled to 32x32.
 
-    A fixed, seeded, stratified 80/20 split (1,437 train / 360 test) makes results
-    comparable across runs and machines. Images are normalised like MNIST.
+    A fixed, seeded, stratified 80/20 split (1,437 train / 360 test, ``DIGITS_TEST_MASK``)
+    makes results comparable across runs and machines. Images are normalised like MNIST.
     """
 
-    SPLIT_SEED = 0
-
     def __init__(self, train=True):
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        digits = load_digits()
-        indices = np.arange(len(digits.target))
-        train_idx, test_idx = train_test_split(indices, test_size=0.2, stratify=digits.target,
-                                               random_state=self.SPLIT_SEED)
-        idx = np.sort(train_idx if train else test_idx)
-        images = torch.from_numpy(digits.images[idx]).float().unsqueeze(1) / 16.0  # ink in [0, 1]
+        images, targets = digits_arrays()
+        test = digits_test_mask(len(targets))
+        idx = np.flatnonzero(~test if train else test)
+        images = torch.from_numpy(images[idx]).float().unsqueeze(1) / 16.0  # ink in [0, 1]
         images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
         self.data = (images.clamp(0, 1) - MEAN[0]) / STD[0]
-        self.targets = torch.from_numpy(digits.target[idx]).long()
+        self.targets = torch.from_numpy(targets[idx]).long()
         self.indices = idx
 
     def __len__(self):
@@ -137,10 +163,9 @@ def mnist_contents(data_root):
 def digits_contents(data_root=None):
     """SHA-256 of scikit-learn's digits arrays (images, then targets) as the loader reads them."""
     import hashlib
-    from sklearn.datasets import load_digits
-    digits = load_digits()
+    images, targets = digits_arrays()
     return {"sklearn.datasets.load_digits": hashlib.sha256(
-        np.ascontiguousarray(digits.images).tobytes() + np.ascontiguousarray(digits.target).tobytes()).hexdigest()}
+        np.ascontiguousarray(images).tobytes() + np.ascontiguousarray(targets).tobytes()).hexdigest()}
 
 
 def digits(data_root=None, download=False, train=True):

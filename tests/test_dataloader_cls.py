@@ -4,14 +4,19 @@ import urllib.error
 
 import pytest
 import torch
+from datagen import (
+    CALTECH,
+    accept_generated_cifar,
+    both_splits,
+    load_split_module,
+    write_caltech,
+    write_cifar,
+)
 from PIL import Image
 from torchvision import datasets
 
 from dataloader import caltech, cifar
 from utils.runtime.errors import UserError
-
-from datagen import both_splits, CALTECH, accept_generated_cifar, load_split_module, write_caltech, write_cifar
-
 
 # --- CIFAR ------------------------------------------------------------------------
 
@@ -53,8 +58,8 @@ def test_cifar_reads_generated_set(tmp_path, monkeypatch, no_network, build, cls
 
 def test_cifar100_is_normalised_as_the_teacher_was_trained(tmp_path, monkeypatch, no_network):
     """The reference's networks read CIFAR-100 with CIFAR-10's statistics, CMI's with its own."""
-    import DFAD_cifar
     import dataloader
+    import DFAD_cifar
     from network import cifar_zoo
     written, checksums = write_cifar(tmp_path, datasets.CIFAR100)
     accept_generated_cifar(monkeypatch, datasets.CIFAR100, checksums)
@@ -128,3 +133,21 @@ def test_caltech_empty_split(tmp_path):
         caltech.Caltech101(str(tmp_path), train=True)
     with pytest.raises(UserError, match="empty or incomplete"):
         caltech.Caltech101(str(tmp_path), train=False)
+
+
+def test_digits_are_scikit_learns_with_its_seeded_stratified_split():
+    """The digits reader skips scikit-learn's import: its arrays and its stored split are
+    load_digits' and train_test_split's (80/20, stratified, seed 0)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from dataloader import mnist
+    reference = load_digits()
+    images, targets = mnist.digits_arrays()
+    assert images.dtype == reference.images.dtype and targets.dtype == reference.target.dtype
+    assert np.array_equal(images, reference.images) and np.array_equal(targets, reference.target)
+    train, test = train_test_split(np.arange(len(targets)), test_size=0.2, stratify=targets, random_state=0)
+    assert np.array_equal(mnist.Digits(train=False).indices, np.sort(test))
+    assert np.array_equal(mnist.Digits(train=True).indices, np.sort(train))
+    assert len(mnist.Digits(train=False)) == 360 and len(mnist.Digits(train=True)) == 1437

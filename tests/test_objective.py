@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
+from conftest import ROOT, run_script
+from test_reference_game import float64, seeded, set_weights_by_name  # noqa: F401 (float64: a fixture)
+from torch import nn
 
 import DFAD_cifar
 import DFAD_mnist
 import network
 from network import wresnet
-from conftest import ROOT, run_script
-from test_reference_game import float64, seeded, set_weights_by_name  # noqa: F401 (float64: a fixture)
 from utils.engine import game, objective
 from utils.engine.methods import DFAD, METHODS
 from utils.runtime.errors import UserError
@@ -150,15 +150,17 @@ def test_methods_are_weightings_of_the_one_step():
     assert all(METHODS[m].play_round is DFAD.play_round for m in ("dafl", "dfq"))
 
 
-def test_a_weighting_the_teacher_cannot_serve_is_refused_before_any_work(tmp_path):
+def test_a_weighting_the_teacher_cannot_serve_is_refused_before_any_work(tmp_path, monkeypatch):
     torch.save(network.lenet.LeNet5().state_dict(), tmp_path / "teacher.pt")
-    for flags, expected in ((["--bn", "1"], "--bn 1: the generator's bn term cannot be computed with this teacher: "
-                                            "LeNet5 has no BatchNorm layer"),
-                            (["--method", "dfq"], "--bn 1 (--method dfq weighs it so)")):
-        proc = run_script("DFAD_mnist.py", "--dataset", "digits", "--no_visdom", "--ckpt", "teacher.pt", *flags,
-                          cwd=tmp_path, timeout=120)
-        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
-        assert "Set --bn 0 or use another teacher" in proc.stderr and "Teacher" not in proc.stdout
+    flags = ["--dataset", "digits", "--no_visdom", "--ckpt", "teacher.pt"]
+    proc = run_script("DFAD_mnist.py", *flags, "--bn", "1", cwd=tmp_path, timeout=120)  # as a user meets it
+    assert proc.returncode == 2, proc.stderr
+    assert ("--bn 1: the generator's bn term cannot be computed with this teacher: LeNet5 has no BatchNorm layer"
+            in proc.stderr)
+    assert "Set --bn 0 or use another teacher" in proc.stderr and "Teacher" not in proc.stdout
+    monkeypatch.chdir(tmp_path)  # the method's weighting, in this process
+    with pytest.raises(UserError, match=r"--bn 1 \(--method dfq weighs it so\).*Set --bn 0 or use another teacher"):
+        DFAD_mnist.main([*flags, "--method", "dfq"])
     assert not (tmp_path / "log").exists() and not (tmp_path / "results").exists()
 
 

@@ -6,6 +6,7 @@ import socket
 from urllib.error import HTTPError, URLError
 
 import pytest
+import torch
 import torchvision
 
 import DFAD_mnist
@@ -122,3 +123,19 @@ def test_mnist_download_failure_black_box(tmp_path):
     match = re.search(r"could not be downloaded \(Error downloading train-images-idx3-ubyte\.gz: ([^)]+)\)",
                       result.stderr)
     assert match and match.group(1).strip(), result.stderr
+
+
+@pytest.mark.parametrize("shape,nrow", [((64, 1, 32, 32), 8), ((10, 3, 8, 6), 4), ((1, 1, 5, 5), 8), ((3, 3, 4, 4), 8)])
+def test_image_grids_are_laid_out_as_torchvisions(shape, nrow, tmp_path):
+    """The grids are tiled without importing torchvision (its import costs seconds): the
+    same picture as make_grid and save_image."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid, save_image
+
+    from utils.reporting import images
+    batch = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images.grid(batch, nrow), make_grid(batch, nrow=nrow, padding=2))
+    images.save_grid(batch, str(tmp_path / "ours.png"), nrow=nrow)
+    save_image(batch, str(tmp_path / "torchvision.png"), nrow=nrow, padding=2)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ours.png")), np.asarray(Image.open(tmp_path / "torchvision.png")))

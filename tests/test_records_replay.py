@@ -36,6 +36,7 @@ def latest(path):
     return json.loads(Path(path).read_text())[-1]
 
 
+@pytest.mark.slow
 def test_a_run_record_carries_what_regenerating_it_needs(digits_run):
     record = latest(digits_run / "log" / "DFAD-digits.json")
     environment = record["environment"]
@@ -51,6 +52,7 @@ def test_a_run_record_carries_what_regenerating_it_needs(digits_run):
     assert str(digits_run) not in json.dumps(record)  # the machine's folders stay out
 
 
+@pytest.mark.slow
 def test_a_teacher_run_writes_its_record_beside_its_csv_row(digits_run):
     record = latest(digits_run / "log" / "teacher-digits-lenet5.json")
     rows = (digits_run / "log" / "teacher-digits-lenet5.csv").read_text().splitlines()

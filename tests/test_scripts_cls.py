@@ -124,6 +124,7 @@ def test_every_method_on_the_cifar_script(cifar_root):
     assert record(cifar_root, "cifar10", "kd")["args"]["transfer_set"] == records.portable(str(folder))
 
 
+@pytest.mark.slow
 def test_student_ema_on_the_cifar_script(cifar_root):
     torch.save(network.resnet_8x.ResNet34_8x(10).state_dict(), cifar_root / "teacher.pt")
     DFAD_cifar.main(["--dataset", "cifar10", "--ckpt", str(cifar_root / "teacher.pt"), *TINY_DFAD, "--student_ema"])
@@ -205,6 +206,7 @@ def test_caltech_teacher_then_dfad(caltech_root, capsys):
     assert len(csv_rows(caltech_root / "log" / "DFAD-caltech101.csv")) == 1
 
 
+@pytest.mark.slow
 def test_baselines_on_the_caltech_script(caltech_root):
     """torchvision's ResNet-34 returns no features: dafl is refused, random and kd run."""
     path = caltech_root / "teacher.pt"
@@ -217,6 +219,7 @@ def test_baselines_on_the_caltech_script(caltech_root):
         assert record(caltech_root, "caltech101", method)["best"] == best
 
 
+@pytest.mark.slow
 def test_student_ema_on_the_caltech_script(caltech_root):
     torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), caltech_root / "teacher.pt")
     DFAD_caltech101.main(["--ckpt", str(caltech_root / "teacher.pt"), *TINY_DFAD, "--student_ema"])
@@ -224,6 +227,7 @@ def test_student_ema_on_the_caltech_script(caltech_root):
                                rounds=2)
 
 
+@pytest.mark.slow
 def test_mad_with_replay_on_the_caltech_script(caltech_root):
     path = caltech_root / "teacher.pt"
     torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), path)

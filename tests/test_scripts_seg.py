@@ -230,6 +230,7 @@ def test_defaults_are_the_reference_ones(monkeypatch):
         assert (args.data_root, args.model, args.no_pretrained_backbone) == (root, "deeplabv3_resnet50", False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", CASES)
 def test_baselines_end_to_end(dataset, in_tmp_dir):
     """--method random and kd run on each segmentation script; dafl refuses DeepLab, which
@@ -247,6 +248,7 @@ def test_baselines_end_to_end(dataset, in_tmp_dir):
         assert 0 <= record["diagnostics"][0]["fraction"] <= 1 and record["labelfree_epoch"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", CASES)
 def test_student_ema_end_to_end(dataset, in_tmp_dir):
     script, _, _, _, classes, _ = CASES[dataset]
@@ -261,6 +263,7 @@ def test_student_ema_end_to_end(dataset, in_tmp_dir):
 # Each epoch costs several seconds here (five steps on 64 px images through ResNet-50): one
 # script replays (an entry is stored after epoch 1, replayed in epoch 2); the other, which
 # shares its declaration (deeplab_experiment.py), plays one epoch and stores its entry.
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,epochs", [("camvid", 2), ("nyuv2", 1)])
 def test_mad_with_replay_end_to_end(dataset, epochs, in_tmp_dir):
     script, _, _, _, classes, _ = CASES[dataset]

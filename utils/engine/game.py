@@ -7,12 +7,12 @@ teacher is frozen. Each method's round is in ``methods/``; the loop around the r
 (epochs, evaluation, checkpoints) is in ``loop.py``.
 """
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..runtime import distributed
 from ..runtime.precision import Precision
@@ -185,7 +185,7 @@ class Method:
     def state_dict(self):
         """What --resume needs of the method's own state (``-last.pt`` key ``method``);
         None for a method that keeps none."""
-        return None
+        return
 
     def load_state_dict(self, state):
         """Restore :meth:`state_dict`'s value (only called with one that is not None)."""

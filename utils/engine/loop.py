@@ -11,12 +11,13 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
 
 import torch
-import torch.nn as nn
+from torch import nn
 
+from ..metrics.classification import evaluate_classifier
 from ..reporting import records
 from ..reporting.images import denormalize, save_grid
 from ..reporting.progress import EpochProgress
@@ -27,10 +28,17 @@ from ..runtime.signals import GracefulStop, Interrupted
 from . import divergence, objective, replay
 from .diagnostics import Monitor
 from .ema import StudentEMA
-from .labelfree import Candidates
-from ..metrics.classification import evaluate_classifier
-from .game import Method, Players, adversarial_loss_l1, discrepancy, draw_as_trained, freeze, kl_divergence
+from .game import (
+    Method,
+    Players,
+    adversarial_loss_l1,
+    discrepancy,
+    draw_as_trained,
+    freeze,
+    kl_divergence,
+)
 from .graphs import CapturedRound
+from .labelfree import Candidates
 from .methods import METHODS
 
 # A run resumed under other values would be another run: other players, another game,
@@ -61,14 +69,14 @@ class Experiment:
     evaluate: Callable = evaluate_classifier  # (model, loader, device) -> {metric_name: value, ...}
     metric_name: str = "Acc"        # key of evaluate()'s result that picks the best student
     adversarial_loss: Callable = adversarial_loss_l1
-    milestones: Optional[list] = None  # --scheduler: x0.1 at these epochs (default: every --step_size)
+    milestones: list | None = None  # --scheduler: x0.1 at these epochs (default: every --step_size)
     mean: tuple = (0.5,)            # normalisation of the real inputs, to display images
     std: tuple = (0.5,)
-    extra_plots: List[Callable] = field(default_factory=list)  # (plotter, teacher, student, draw, device);
+    extra_plots: list[Callable] = field(default_factory=list)  # (plotter, teacher, student, draw, device);
                                     # draw(z): the generator's images as the student sees them, or None
     transfer_set: object = None     # --method kd: a data set of (image, label), or a function
                                     # that loads it (only kd calls it); its labels are never read
-    pair: Optional[str] = None      # "<teacher>-<student>" when not the script's reference pair:
+    pair: str | None = None      # "<teacher>-<student>" when not the script's reference pair:
                                     # the results table gives it a row of its own
 
 
@@ -127,8 +135,8 @@ class Run:
     best: float = -math.inf
     history: list = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # a finished run is logged once
-    ema: Optional[StudentEMA] = None  # --student_ema: the student evaluated, saved and reported
-    candidates: Optional[Candidates] = None  # the label-free candidates (run() gives them)
+    ema: StudentEMA | None = None  # --student_ema: the student evaluated, saved and reported
+    candidates: Candidates | None = None  # the label-free candidates (run() gives them)
 
     def reported_student(self, exp):
         """The student that is evaluated, checkpointed and reported: the moving average

@@ -1,6 +1,6 @@
 """Focal loss for segmentation (Lin et al., 2017), used to train segmentation teachers."""
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class FocalLoss(nn.Module):

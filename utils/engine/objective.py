@@ -20,12 +20,12 @@ needs (the student's logits, the teacher's features, the teacher's BatchNorm inp
 """
 import contextlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..runtime import distributed
 from ..runtime.errors import UserError
@@ -38,8 +38,8 @@ class Outputs:
 
     images: torch.Tensor                          # the generated batch
     t_logit: torch.Tensor = None
-    s_logit: Optional[torch.Tensor] = None        # when a term needs the student
-    t_feature: Optional[torch.Tensor] = None      # the teacher's penultimate features, when needed
+    s_logit: torch.Tensor | None = None        # when a term needs the student
+    t_feature: torch.Tensor | None = None      # the teacher's penultimate features, when needed
     bn_distances: list = field(default_factory=list)  # one per teacher BatchNorm, in modules() order
     adversarial: Callable = adversarial_loss_l1   # adv's loss of (s_logit, t_logit)
 

@@ -1,6 +1,7 @@
 """Run records: console lines, the per-run CSV row and the JSON run summaries."""
 import csv
 import hashlib
+import importlib.metadata
 import io
 import json
 import locale
@@ -106,12 +107,11 @@ def environment(deterministic, command=None):
     libraries, and the command line as given (``command``: argv, script first; None when
     called as a function)."""
     import torch
-    import torchvision
     return {
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
         "command": portable(list(command)) if command else None, "cwd": portable(os.getcwd()),
-        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": importlib.metadata.version("torchvision"),
         "deterministic": bool(deterministic),
     }
 

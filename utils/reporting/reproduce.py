@@ -57,7 +57,7 @@ def script_of(record):
     return DFAD_SCRIPTS[dataset]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_script(name):
     """The project script ``name`` as a module (for its ``get_args_parser``)."""
     spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), os.path.join(PROJECT, name))

@@ -12,10 +12,8 @@ import sys
 import threading
 import time
 
-from torchvision.utils import make_grid
-
 from ..runtime.cli import VISDOM_PORT
-from .images import denormalize
+from .images import denormalize, grid
 
 HTTP_TIMEOUT_S = 5.0      # visdom's client has no timeout of its own: a hung server blocks forever
 FIRST_BACKOFF_S = 30.0
@@ -59,15 +57,15 @@ class VisdomPlotter:
         if not self.enabled:
             return
         images = denormalize(images.detach().float().cpu(), mean, std)
-        grid = make_grid(images, nrow=nrow, padding=2)
-        self._put(("image", win, grid.numpy()))
+        picture = grid(images, nrow=nrow)
+        self._put(("image", win, picture.numpy()))
 
     def color_images(self, win, images, nrow=8):
         """Show a batch of images already in [0, 1] (e.g. colour-coded label maps)."""
         if not self.enabled:
             return
-        grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2)
-        self._put(("image", win, grid.numpy()))
+        picture = grid(images, nrow=nrow)
+        self._put(("image", win, picture.numpy()))
 
     def table(self, win, mapping):
         rows = "".join(f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(str(v))}</td></tr>"
@@ -125,10 +123,10 @@ class VisdomPlotter:
                 opts["ytype"] = "log"
             client.line(X=[x], Y=[y], win=win, update=update, opts=opts)
         elif kind == "image":
-            grid = message[2]
-            height, width = grid.shape[1:]
+            picture = message[2]
+            height, width = picture.shape[1:]
             scale = max(1, 400 // max(height, width))  # small digits are unreadable at 1:1
-            client.image(grid, win=win, opts=dict(title=win, width=width * scale + 40,
+            client.image(picture, win=win, opts=dict(title=win, width=width * scale + 40,
                                                   height=height * scale + 60, store_history=False))
         elif kind == "text":
             client.text(message[2], win=win, opts=dict(title=win))

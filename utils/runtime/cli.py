@@ -15,7 +15,6 @@ from . import distributed, signals, speed, workers
 from .errors import UserError
 from .signals import Interrupted
 
-
 SEED_MAX = 2**32 - 1  # numpy's limit; python and torch accept it too
 VISDOM_PORT = 15550    # the reference's visdom port
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataloader import DATASETS
+
 from ...reporting import records
 from ...runtime.errors import UserError
 from ...runtime.workers import Loader
