@@ -7,9 +7,9 @@ import torch
 
 import DFAD_mnist
 import network
-from utils.engine import game, graphs, options
-from utils.engine.methods import DFAD
-from utils.runtime import speed
+from utils.engine import game, graphs
+from utils.engine.methods import DFAD, METHODS
+from utils.runtime import distributed
 from utils.runtime.errors import UserError
 from utils.runtime.precision import Precision
 
@@ -72,29 +72,38 @@ def test_cuda_graph_is_refused_on_the_cpu():
         DFAD_mnist.main(["--cuda_graph", "--no_cuda", "--no_visdom"])  # before any file is read
 
 
+def gpu_args(*flags):
+    """The arguments a GPU machine parses (on a CPU the parser refuses --cuda_graph)."""
+    args = DFAD_mnist.get_args_parser().parse_args(list(flags))
+    args.cuda_graph = True
+    return args
+
+
 @pytest.mark.parametrize("flags,problem", [
     (["--amp", "fp16"], "cannot replay --amp fp16"),
     (["--compile"], "pass one of them"),
 ])
 def test_cuda_graph_refuses_what_a_graph_cannot_hold(flags, problem):
-    args = DFAD_mnist.get_args_parser().parse_args(["--cuda_graph", *flags])
     with pytest.raises(UserError, match=problem):
-        speed.check_cuda_graph(args, torch.device("cuda"), world_size=1)
-    args = DFAD_mnist.get_args_parser().parse_args(["--cuda_graph"])
+        graphs.check_cuda_graph(gpu_args(*flags), METHODS, "cuda", world_size=1)
     with pytest.raises(UserError, match="runs in one process, but this run has 2"):
-        speed.check_cuda_graph(args, torch.device("cuda"), world_size=2)
-    speed.check_cuda_graph(args, torch.device("cuda"), world_size=1)  # the allowed case passes
+        graphs.check_cuda_graph(gpu_args(), METHODS, "cuda", world_size=2)
+    graphs.check_cuda_graph(gpu_args(), METHODS, "cuda", world_size=1)  # the allowed case passes
+
+
+def test_under_torchrun_cuda_graph_is_refused_while_parsing(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="--cuda_graph runs in one process, but this run has 2"):
+        graphs.check_cuda_graph(gpu_args(), METHODS, "cuda", distributed.launched_world_size())
 
 
 def test_cuda_graph_refuses_methods_whose_rounds_change():
     with pytest.raises(UserError, match="cannot capture --method kd"):
-        DFAD_mnist.get_args_parser().parse_args(["--cuda_graph", "--method", "kd"])
-    assert DFAD_mnist.get_args_parser().parse_args(["--cuda_graph"]).cuda_graph is True
+        DFAD_mnist.get_args_parser().parse_args(["--cuda_graph", "--method", "kd"])  # on any machine
+    graphs.check_cuda_graph(gpu_args("--method", "dfad"), METHODS, "cuda", world_size=1)
 
 
 @pytest.mark.parametrize("flag", ["--student_ema", "--replay"])
 def test_cuda_graph_refuses_what_changes_from_step_to_step(flag):
-    args = DFAD_mnist.get_args_parser().parse_args([flag])
-    args.cuda_graph = True  # as parsed on a GPU machine
     with pytest.raises(UserError, match=flag):
-        options.check_cuda_graph_method(args)
+        graphs.check_cuda_graph(gpu_args(flag), METHODS, "cuda", world_size=1)

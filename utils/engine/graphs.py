@@ -5,9 +5,8 @@ Python, not by their arithmetic (LeNet-5: 0.021 s per round on an H200, 0.12-0.3
 fp32 peak; docs/speed.md). Captured once, a round is one graph launch: the same kernels
 on the same tensors, so the same math.
 
-What a graph cannot hold is refused before the run (``utils/runtime/speed.py``: CPU,
-torchrun, fp16, --compile; ``options.check_cuda_graph_method``: rounds that read data)
-or handled here:
+What a graph cannot hold is refused while the flags are parsed (:func:`check_cuda_graph`,
+every rule in one place) or handled here:
 
 - the first rounds run eagerly, on a side stream as capture wants: they create the
   optimizers' state and let cuDNN choose its kernels before anything is captured;
@@ -26,7 +25,46 @@ import warnings
 
 import torch
 
+from ..runtime.errors import UserError
+
 EAGER_ROUNDS = 3  # as PyTorch's own whole-network capture example warms up
+
+
+def check_cuda_graph(args, methods, device_type, world_size):
+    """Refuse a ``--cuda_graph`` run (``args``) that a graph cannot replay, before any work: what the
+    run combines first (the method, other options), then where it runs. ``methods``: the
+    registry of ``Method`` classes; ``device_type``: "cuda" or "cpu"; ``world_size``: the
+    processes the run will have."""
+    method = methods[args.method]
+    for problem in (
+        # A replay repeats the kernels it captured on the same tensors, so a round must be the
+        # same GPU work every time, with no host-side value that changes from step to step.
+        not method.captures_in_cuda_graph and
+        f"--cuda_graph cannot capture --method {args.method}: only methods whose rounds are the same GPU work "
+        f"every time are replayed from a graph ({', '.join(m for m, c in methods.items() if c.captures_in_cuda_graph)}). Drop --cuda_graph "
+        f"for this method.",
+        args.student_ema and
+        "--cuda_graph cannot capture --student_ema: the average's bias correction changes with every step, and "
+        "a replayed graph would keep the value it had when it was captured. Drop one of the two.",
+        args.replay and
+        "--cuda_graph cannot capture --replay: which stored images a step replays is decided in Python at "
+        "every step, and a replayed graph would repeat the choice it captured. Drop one of the two.",
+        args.amp == "fp16" and
+        "--cuda_graph cannot replay --amp fp16: its gradient scaler reads the gradients on the host after "
+        "every step, which a graph cannot hold. Use --amp bf16 (no scaler) or fp32.",
+        args.compile and
+        "--cuda_graph and --compile both turn the round into graphs; pass one of them.",
+        device_type != "cuda" and
+        "--cuda_graph replays each round from a CUDA graph and needs a CUDA GPU, but this run is on the CPU "
+        "(no GPU visible to PyTorch, or --no_cuda). Drop --cuda_graph: on a CPU a round costs its arithmetic, "
+        "not kernel launches, so a graph has nothing to save.",
+        world_size > 1 and
+        f"--cuda_graph runs in one process, but this run has {world_size} (torchrun): the gradient all-reduce "
+        f"between processes is not captured. Drop --cuda_graph, or run one process per experiment (e.g. "
+        f"benchmarks/paper_table.py --jobs).",
+    ):
+        if problem:
+            raise UserError(problem)
 
 
 def hyperparameters(players, batch_size):

@@ -2,9 +2,9 @@
 table), ``--method`` and every method's own flags (``methods/``)."""
 import argparse
 
-from ..runtime import cli, speed
+from ..runtime import cli, distributed, speed
 from ..runtime.errors import UserError
-from . import diagnostics, ema, labelfree, objective
+from . import diagnostics, ema, graphs, labelfree, objective
 from .methods import METHODS
 from .replay import add_replay_args
 
@@ -36,7 +36,9 @@ class DFADArgumentParser(argparse.ArgumentParser):
             if getattr(parsed, name) is None:  # not given on the command line
                 setattr(parsed, name, value)
         speed.resolve(parsed, self.experiment)
-        check_cuda_graph_method(parsed)
+        if parsed.cuda_graph:
+            graphs.check_cuda_graph(parsed, METHODS, distributed.device_type(parsed.no_cuda),
+                                    distributed.launched_world_size())
         return parsed, rest
 
 
@@ -48,26 +50,6 @@ def check_objective_flags(args):
         raise UserError(f"{' '.join(given)} weigh the generator's objective, and --method {args.method} has no "
                         f"generator step. Leave them out, or use a method whose generator learns "
                         f"({', '.join(m for m, c in METHODS.items() if c.trains_generator)}).")
-
-
-def check_cuda_graph_method(args):
-    """--cuda_graph replays the round's kernels, so the round must be the same kernels on
-    the same tensors every time (the method says whether it is). The student's moving
-    average changes a Python-side weight every step, which a replay would freeze."""
-    method = METHODS[args.method]
-    if args.cuda_graph and not method.captures_in_cuda_graph:
-        raise UserError(f"--cuda_graph cannot capture --method {args.method}: only methods whose rounds "
-                        f"are the same GPU work every time are replayed from a graph "
-                        f"({', '.join(m for m, c in METHODS.items() if c.captures_in_cuda_graph)}). "
-                        f"Drop --cuda_graph for this method.")
-    if args.cuda_graph and args.student_ema:
-        raise UserError("--cuda_graph cannot capture --student_ema: the average's bias correction changes "
-                        "with every step, and a replayed graph would keep the value it had when it was "
-                        "captured. Drop one of the two.")
-    if args.cuda_graph and args.replay:
-        raise UserError("--cuda_graph cannot capture --replay: which stored images a step replays is "
-                        "decided in Python at every step, and a replayed graph would repeat the choice it "
-                        "captured. Drop one of the two.")
 
 
 def help_of(parser, dest):

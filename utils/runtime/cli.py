@@ -163,11 +163,9 @@ def set_seed(seed):
 
 
 def setup(args):
-    """Join the process group (under torchrun), refuse speed options this device cannot
-    run, print the run's arguments and resolved speed defaults, seed every RNG and pick
+    """Join the process group (under torchrun), print the run's arguments and resolved speed defaults, seed every RNG and pick
     the device."""
     device = distributed.init(args.no_cuda)
-    speed.check_cuda_graph(args, device, distributed.world_size())
     if distributed.is_main():
         print(args, flush=True)
         if hasattr(args, "channels_last_from"):  # the DFAD scripts: what "auto" resolved to, and why

@@ -16,6 +16,11 @@ def world_size():
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+def launched_world_size():
+    """The processes torchrun started (WORLD_SIZE), known before :func:`init` joins them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def rank():
     return dist.get_rank() if dist.is_initialized() else 0
 

@@ -13,7 +13,6 @@ so (:data:`HINTS`).
 from dataclasses import dataclass
 
 from . import distributed
-from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -115,24 +114,3 @@ def resolve(args, experiment):
 def start_line(args):
     """What the run resolved and why, for the start of its output."""
     return f"channels_last: {on_off(args.channels_last)} ({args.channels_last_from})"
-
-
-def check_cuda_graph(args, device, world_size):
-    """--cuda_graph needs what a graph can replay: one CUDA device, no host reads inside
-    the round (fp16's loss scaler reads the gradients on the host every step), and the
-    networks as eager modules (torch.compile brings its own graphs)."""
-    if not getattr(args, "cuda_graph", False):
-        return
-    if device.type != "cuda":
-        raise UserError("--cuda_graph replays each round from a CUDA graph and needs a CUDA GPU, but this run is "
-                        "on the CPU (no GPU visible to PyTorch, or --no_cuda). Drop --cuda_graph: on a CPU a round "
-                        "costs its arithmetic, not kernel launches, so a graph has nothing to save.")
-    if world_size > 1:
-        raise UserError(f"--cuda_graph runs in one process, but this run has {world_size} (torchrun): the "
-                        f"gradient all-reduce between processes is not captured. Drop --cuda_graph, or run one "
-                        f"process per experiment (e.g. benchmarks/paper_table.py --jobs).")
-    if args.amp == "fp16":
-        raise UserError("--cuda_graph cannot replay --amp fp16: its gradient scaler reads the gradients on the "
-                        "host after every step, which a graph cannot hold. Use --amp bf16 (no scaler) or fp32.")
-    if args.compile:
-        raise UserError("--cuda_graph and --compile both turn the round into graphs; pass one of them.")
