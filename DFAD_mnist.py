@@ -5,8 +5,9 @@
 The real test set is used only to evaluate the student after every epoch (and, with
 --method kd, the real training images are distilled on, their labels never read).
 """
-import network
 from dataloader import experiment_data
+from network.gan import GeneratorA
+from network.lenet import LeNet5, LeNet5Half
 from utils.engine import loop, options
 from utils.runtime import checkpoint, cli
 
@@ -20,7 +21,7 @@ def get_args_parser():
 
 def networks(args):
     """Teacher (untrained here: main loads --ckpt into it), student and generator."""
-    return network.lenet.LeNet5(), network.lenet.LeNet5Half(), network.gan.GeneratorA(nz=args.nz, nc=1, img_size=32)
+    return LeNet5(), LeNet5Half(), GeneratorA(nz=args.nz, nc=1, img_size=32)
 
 
 def main(argv=None):

@@ -41,8 +41,7 @@ from utils.engine.graphs import EAGER_ROUNDS, CapturedRound  # noqa: E402
 from utils.engine.methods import DFAD  # noqa: E402
 from utils.reporting import records  # noqa: E402
 from utils.runtime import speed  # noqa: E402
-from utils.runtime.precision import Precision  # noqa: E402
-
+from utils.runtime.speed import Precision  # noqa: E402
 
 # Each experiment as its script declares it (its networks() and its default --nz); the
 # segmentation generator plays -log(L1 + 1).

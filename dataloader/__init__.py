@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from utils.runtime.workers import Loader
+from utils.runtime.signals import Loader
 
 # module: the submodule holding the data set (imported when the data set is used); build
 # and contents: names of its functions (contents(data_root): {file: sha256} of a data set

@@ -28,6 +28,7 @@ def test_recommend_prints_a_choice_per_experiment(capsys):
     assert "--compile was not measured" in out
 
 
+@pytest.mark.slow
 def test_a_speed_record_traces_its_figures_and_fills_a_readme_table(tmp_path, capsys):
     from utils.engine import methods
     from utils.reporting import records, table
@@ -100,6 +101,7 @@ def test_estimate_prints_the_cost_and_a_smaller_run(capsys, monkeypatch):
     assert "To size it down: BATCH_SIZE=4 EPOCHS=" in out
 
 
+@pytest.mark.slow
 def test_device_check_refuses_without_cuda(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
     out = tmp_path / "device_check"
@@ -140,6 +142,7 @@ def test_every_device_check_step_parses_and_the_check_covers_the_issue(tmp_path,
         sys.executable, "python")
 
 
+@pytest.mark.slow
 def test_device_check_refuses_to_start_without_mnist(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), str(tmp_path / "out"),
                            "--tiny", "--data_root", str(tmp_path / "nothing")], capture_output=True, text=True,

@@ -11,7 +11,7 @@ from utils.engine import game, graphs
 from utils.engine.methods import DFAD, METHODS
 from utils.runtime import distributed
 from utils.runtime.errors import UserError
-from utils.runtime.precision import Precision
+from utils.runtime.speed import Precision
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="CUDA graphs capture GPU kernels and no CUDA GPU is visible "

@@ -96,6 +96,7 @@ def transfer_set(folder):
 
 # --- loader workers: an error in one ends the run --------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("met_in", ["game", "probe"])
 def test_damaged_transfer_image_ends_a_kd_run_with_loader_workers(tmp_path, met_in):
     """Met first by a loader worker in the game, or in the label-free probe (read by the
@@ -136,6 +137,7 @@ def damage_caltech_image(root, train, index):
     return os.path.relpath(path, root)
 
 
+@pytest.mark.slow
 def test_damaged_test_image_met_by_a_worker_in_the_evaluation_ends_the_run(caltech):
     damaged = damage_caltech_image(caltech, train=False, index=2)  # the second batch: the teacher's check passes
     torch.save(torchvision.models.resnet34(num_classes=101).state_dict(), caltech / "teacher.pt")
@@ -145,6 +147,7 @@ def test_damaged_test_image_met_by_a_worker_in_the_evaluation_ends_the_run(calte
     assert "Teacher:" not in result[1]  # met while evaluating the teacher
 
 
+@pytest.mark.slow
 def test_damaged_training_image_met_by_a_worker_ends_teacher_training(caltech):
     damaged = damage_caltech_image(caltech, train=True, index=0)
     result = run_job("train_teacher.py", *CALTECH, "--model", "resnet34", "--num_classes", "101",
@@ -156,7 +159,7 @@ STUCK_WORKER = """
 import sys
 import time
 from torch.utils.data import Dataset, _utils
-from utils.runtime import cli, workers
+from utils.runtime import cli, signals
 from utils.runtime.errors import UserError
 
 class Items(Dataset):
@@ -170,7 +173,7 @@ class Items(Dataset):
 
 def main():
     _utils.MP_STATUS_CHECK_INTERVAL = float(sys.argv[1])  # PyTorch's waits for a busy worker (5 s)
-    for _ in workers.Loader(Items(), batch_size=None, num_workers=1):
+    for _ in signals.Loader(Items(), batch_size=None, num_workers=1):
         pass
 
 cli.main_guard(main)
@@ -311,7 +314,7 @@ def dead_lenet():
     (network.lenet.LeNet5, False), (network.lenet.LeNet5Half, False),
     (zero_lenet, True), (dead_lenet, True)], ids=["random", "random half", "all-zero", "dead"])
 def test_teachers_that_ignore_their_input_and_teachers_that_do_not(model, constant):
-    from utils.engine.divergence import ignores_input
+    from utils.engine.diagnostics import ignores_input
     torch.manual_seed(0)
     images = torch.randn(16, 1, 32, 32)
     with torch.no_grad():

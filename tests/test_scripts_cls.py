@@ -56,6 +56,7 @@ def test_cifar_teacher_then_dfad(cifar_root, dataset, num_classes, capsys):
     assert len(csv_rows(cifar_root / "log" / f"DFAD-{dataset}.csv")) == 1
 
 
+@pytest.mark.slow
 def test_cifar_teacher_in_reference_layout_loads(cifar_root):
     """A published teacher is a bare state_dict in the reference layout."""
     path = cifar_root / "checkpoint" / "teacher" / "cifar10-resnet34_8x.pt"

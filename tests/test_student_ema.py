@@ -10,7 +10,7 @@ import torch
 import network
 from test_dfad_engine import game_args, networks, players, state, tiny_experiment
 from test_methods import TransferSet
-from utils.engine import divergence, loop
+from utils.engine import diagnostics, loop
 from utils.engine.ema import StudentEMA
 from utils.engine.methods.dfad import student_step
 from utils.runtime.errors import UserError
@@ -87,13 +87,13 @@ def test_the_average_is_evaluated_and_saved_while_the_game_stays_the_same(tmp_pa
 
 def stop_at_round(monkeypatch, epoch, i):
     """SIGTERM to this process during round ``i`` of ``epoch`` (as a time limit sends it)."""
-    check_round = divergence.check_round
+    check_round = diagnostics.check_round
 
     def check_then_stop(e, j, *rest):
         if (e, j) == (epoch, i):
             os.kill(os.getpid(), signal.SIGTERM)
         return check_round(e, j, *rest)
-    monkeypatch.setattr(divergence, "check_round", check_then_stop)
+    monkeypatch.setattr(diagnostics, "check_round", check_then_stop)
 
 
 def straight_and_stopped(tmp_path, monkeypatch, game, stop_at, check_stopped, outcome):

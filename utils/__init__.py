@@ -1,6 +1,6 @@
 """Shared machinery of the scripts, grouped by role.
 
-- ``engine``: the DFAD min-max game (``game``), its training loop (``dfad``) and
+- ``engine``: the DFAD min-max game (``game``), its training loop (``loop``) and
   supervised teacher training (``supervised``): what is learnt and how.
 - ``runtime``: run plumbing: flags, devices and processes, checkpoints and resume,
   clean stops, mixed precision, user-facing errors.

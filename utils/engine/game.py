@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import distributed
-from ..runtime.precision import Precision
+from ..runtime.speed import Precision
 
 STUDENT_STEPS = 5  # student steps per round, then one generator step
 

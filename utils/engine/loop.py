@@ -22,10 +22,10 @@ from ..reporting import records
 from ..reporting.images import denormalize, save_grid
 from ..reporting.progress import EpochProgress
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, distributed, preflight
-from ..runtime.precision import Precision
+from ..runtime import checkpoint, distributed
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence, objective, replay
+from ..runtime.speed import Precision
+from . import diagnostics, objective, replay
 from .diagnostics import Monitor
 from .ema import StudentEMA
 from .game import (
@@ -255,7 +255,7 @@ def train_epoch(args, run, epoch, plotter, stop):
     stopping = False
     for i in range(run.iteration, args.epoch_itrs):
         loss_S, loss_G = run.method.play_round(run.players, batch_size)
-        stopping = divergence.check_round(epoch, i, loss_S, loss_G, stop)
+        stopping = diagnostics.check_round(epoch, i, loss_S, loss_G, stop)
         run.iteration = i + 1
         shown.update(i + 1, Loss_S=loss_S, Loss_G=loss_G)
         if i % args.log_interval == 0 or i == args.epoch_itrs - 1:
@@ -306,7 +306,7 @@ def check_teacher(args, exp, device):
     """A broken teacher is named before anything is trained; returns its test score."""
     exp.teacher.to(device)
     freeze(exp.teacher)
-    divergence.check_teacher(exp.teacher, exp.test_loader, device, args.ckpt)
+    diagnostics.check_teacher(exp.teacher, exp.test_loader, device, args.ckpt)
     if not distributed.is_main():
         return None
     scores = exp.evaluate(exp.teacher, exp.test_loader, device)
@@ -330,7 +330,7 @@ def test_only(args, exp, files, device, plotter):
 def check_outputs(files, method):
     """Every file the run will write is checked before it trains."""
     generator = [files.generator] if method.uses_generator else []
-    preflight.check_outputs(files=[files.student, *generator, files.last, files.labelfree, *files.logs],
+    checkpoint.check_outputs(files=[files.student, *generator, files.last, files.labelfree, *files.logs],
                             folders=[files.samples, files.candidates])
     records.check_logs(*files.logs)
 

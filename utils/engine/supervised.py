@@ -13,10 +13,10 @@ import torch
 from ..reporting import records
 from ..reporting.progress import EpochProgress
 from ..reporting.visdom import VisdomPlotter
-from ..runtime import checkpoint, cli, distributed, preflight
-from ..runtime.precision import Precision
+from ..runtime import checkpoint, cli, distributed
 from ..runtime.signals import GracefulStop, Interrupted
-from . import divergence
+from ..runtime.speed import Precision
+from . import diagnostics
 
 # Other values: another run. A scheduler's saved state fits only a scheduler of its kind
 # (train_teacher.py's --lr_schedule and --milestones; None for a script without them).
@@ -116,7 +116,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
     main_process = distributed.is_main()
     last_path = last_checkpoint(save_path)
     if main_process:
-        preflight.check_outputs(files=[save_path, last_path, *log_paths(args)])
+        checkpoint.check_outputs(files=[save_path, last_path, *log_paths(args)])
         records.check_logs(*log_paths(args))
     plotter = VisdomPlotter(env=f"teacher-{args.dataset}", port=args.visdom_port,
                             enabled=main_process and not args.no_visdom)
@@ -145,7 +145,7 @@ def fit(args, model, train_loader, test_loader, device, *, loss_fn, evaluate, me
                 train_loader.sampler.set_epoch(epoch)
             loss, stopped = train_epoch(args, trained, train_loader, optimizer, loss_fn, precision, device, epoch,
                                         plotter, stop)
-            divergence.check_teacher_training(model, loss, epoch)
+            diagnostics.check_teacher_training(model, loss, epoch)
             if stopped:
                 # The interrupted epoch is redone on resume, from the weights reached so far.
                 save_last(last_path, args, parts, progress, train_loader)

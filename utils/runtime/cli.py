@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from . import distributed, signals, speed, workers
+from . import distributed, signals, speed
 from .errors import UserError
 from .signals import Interrupted
 
@@ -196,7 +196,7 @@ def main_guard(main):
         print("Interrupted.", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
     finally:
-        workers.stop_all()
+        signals.stop_all()
         distributed.cleanup()
 
 

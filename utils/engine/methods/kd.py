@@ -14,7 +14,7 @@ from dataloader import DATASETS
 
 from ...reporting import records
 from ...runtime.errors import UserError
-from ...runtime.workers import Loader
+from ...runtime.signals import Loader
 from ..game import STUDENT_STEPS, Method
 from .dfad import student_step
 
