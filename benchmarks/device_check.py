@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+import unittest.mock
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,14 +106,18 @@ class Step:
         return [python, *self.program, *self.flags]
 
     def parse(self):
-        """The flags, parsed by the parser of the script they go to (as it will parse them),
-        so that a typo fails here, before a lent GPU's minutes go."""
+        """The flags, parsed by the parser of the script they go to (as it will parse them
+        on the GPU machine, whose CUDA device its --cuda_graph rules see), so that a typo
+        fails here, before a lent GPU's minutes go."""
         parsers = {"bench_game.py": bench_game.parse_args, "cifar_epoch.py": cifar_epoch.parse_args,
                    "DFAD_mnist.py": DFAD_mnist.get_args_parser().parse_args,
                    "train_teacher.py": train_teacher.get_args_parser().parse_args,
                    "paper_table.py": paper_table.get_args_parser().parse_args}
         parser = parsers.get(Path(self.program[-1]).name)
-        return parser(self.flags) if parser else None
+        if parser is None:
+            return None
+        with unittest.mock.patch("torch.cuda.is_available", return_value=True):
+            return parser(self.flags)
 
 
 def script(path):
